@@ -55,7 +55,7 @@ test('functional forward in batch mode equals the LayersModel in training mode a
   const x = randomInput(6, 12);
   const expected = (model.apply(x, { training: true }) as tf.Tensor).dataSync() as Float32Array;
   const tensors = paramTensors(layout, params);
-  const { logits, batchStats } = forward(graph, layout, tensors, x, { kind: 'batch' });
+  const { logits, batchStats } = forward(graph, layout, tensors, x, { kind: 'batch', groupSize: 64 });
   const got = tf.softmax(logits).dataSync() as Float32Array;
   assert.ok(maxRelDiff(got, expected) < 1e-4, `max rel diff ${maxRelDiff(got, expected)}`);
   assert.equal(batchStats.length, layout.bn.length);
@@ -74,12 +74,12 @@ test('gradients match central finite differences (tiny preset, batch-statistics 
   const lossOf = (flat: Float32Array) =>
     tf.tidy(() => {
       const ts = paramTensors(layout, flat);
-      const { logits } = forward(graph, layout, ts, x, { kind: 'batch' });
+      const { logits } = forward(graph, layout, ts, x, { kind: 'batch', groupSize: 64 });
       return tf.sum(tf.mul(labels, tf.neg(tf.logSoftmax(logits)))).dataSync()[0];
     });
   const tensors = paramTensors(layout, params);
   const grads = tf.grads((...ps: tf.Tensor[]) => {
-    const { logits } = forward(graph, layout, ps, x, { kind: 'batch' });
+    const { logits } = forward(graph, layout, ps, x, { kind: 'batch', groupSize: 64 });
     return tf.sum(tf.mul(labels, tf.neg(tf.logSoftmax(logits))));
   })(tensors);
   const analytic = new Float32Array(layout.paramCount);
@@ -104,4 +104,28 @@ test('gradients match central finite differences (tiny preset, batch-statistics 
     checked++;
   }
   assert.ok(checked >= layout.params.length);
+});
+
+test('ghost BatchNorm: a batch of whole groups computes each group as if it were alone', () => {
+  const params = initialParams(layout, 6);
+  const tensors = paramTensors(layout, params);
+  const x = randomInput(8, 14);
+  const [a, b] = tf.split(x, 2);
+  const whole = forward(graph, layout, tensors, x, { kind: 'batch', groupSize: 4 });
+  const first = forward(graph, layout, tensors, a as tf.Tensor4D, { kind: 'batch', groupSize: 4 });
+  const second = forward(graph, layout, tensors, b as tf.Tensor4D, { kind: 'batch', groupSize: 4 });
+  const expected = tf.concat([first.logits, second.logits]).dataSync() as Float32Array;
+  assert.ok(maxRelDiff(whole.logits.dataSync() as Float32Array, expected) < 1e-5);
+  // With one group of 8 the result differs: the grouping really changes the statistics.
+  const single = forward(graph, layout, tensors, x, { kind: 'batch', groupSize: 8 });
+  assert.ok(maxRelDiff(single.logits.dataSync() as Float32Array, expected) > 1e-3);
+  // Reported statistics are those of the whole batch: the two groups' moments pooled.
+  for (let i = 0; i < layout.bn.length; i++) {
+    const [m1, v1, m2, v2] = [first.batchStats[i].mean, first.batchStats[i].variance, second.batchStats[i].mean, second.batchStats[i].variance];
+    const mean = tf.div(tf.add(m1, m2), 2);
+    const variance = tf.sub(tf.div(tf.add(tf.add(v1, tf.square(m1)), tf.add(v2, tf.square(m2))), 2), tf.square(mean));
+    assert.ok(maxRelDiff(whole.batchStats[i].mean.dataSync() as Float32Array, mean.dataSync() as Float32Array) < 1e-4);
+    assert.ok(maxRelDiff(whole.batchStats[i].variance.dataSync() as Float32Array, variance.dataSync() as Float32Array) < 1e-4);
+  }
+  assert.throws(() => forward(graph, layout, tensors, randomInput(6, 1), { kind: 'batch', groupSize: 4 }), /not a whole number of BatchNorm groups/);
 });

@@ -1,0 +1,4 @@
+export * from './optimizer.js';
+export * from './lr-schedule.js';
+export * from './bn-stats.js';
+export * from './replica.js';

@@ -1,0 +1,128 @@
+import type { WeightLayout } from '@chorus/model';
+
+/**
+ * Optimizers over the flat master weights. They are plain loops over Float32Arrays: the
+ * coordinator runs them once per step on the CPU, identically on every platform, and their
+ * whole state is a few arrays that a checkpoint can store.
+ */
+export interface OptimizerState {
+  kind: 'sgd' | 'adam';
+  /** Number of updates applied so far. */
+  updates: number;
+  /** Momentum buffer (sgd) or first and second moments (adam). */
+  slots: Float32Array[];
+}
+
+export interface Optimizer {
+  readonly kind: 'sgd' | 'adam';
+  /** Applies one update in place. `gradient` is the mean gradient over the global batch. */
+  apply(params: Float32Array, gradient: Float32Array, lr: number): void;
+  state(): OptimizerState;
+  load(state: OptimizerState): void;
+}
+
+export interface SgdOptions {
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+}
+
+export interface AdamOptions {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** Decoupled weight decay (AdamW), applied to the layout's decayed parameters. */
+  weightDecay: number;
+}
+
+/** 1 for parameters that weight decay applies to (conv and dense kernels), else 0. */
+export function decayMask(layout: WeightLayout): Uint8Array {
+  const mask = new Uint8Array(layout.paramCount);
+  for (const p of layout.params) if (p.decay) mask.fill(1, p.offset, p.offset + p.size);
+  return mask;
+}
+
+function checkSizes(params: Float32Array, gradient: Float32Array, expected: number): void {
+  if (params.length !== expected || gradient.length !== expected) {
+    throw new Error(`optimizer: ${expected} values expected, got params ${params.length} and gradient ${gradient.length}`);
+  }
+}
+
+/** SGD with (Nesterov) momentum and L2 weight decay, as PyTorch's torch.optim.SGD. */
+export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer {
+  const mask = decayMask(layout);
+  let velocity = new Float32Array(layout.paramCount);
+  let updates = 0;
+  const { momentum, nesterov, weightDecay } = options;
+  return {
+    kind: 'sgd',
+    apply(params, gradient, lr) {
+      checkSizes(params, gradient, layout.paramCount);
+      for (let i = 0; i < params.length; i++) {
+        const g = gradient[i] + (mask[i] ? weightDecay * params[i] : 0);
+        const v = momentum * velocity[i] + g;
+        velocity[i] = v;
+        params[i] -= lr * (nesterov ? g + momentum * v : v);
+      }
+      updates++;
+    },
+    state: () => ({ kind: 'sgd', updates, slots: [velocity.slice()] }),
+    load(state) {
+      if (state.kind !== 'sgd' || state.slots.length !== 1 || state.slots[0].length !== layout.paramCount) {
+        throw new Error('optimizer state does not belong to an SGD optimizer of this model');
+      }
+      velocity = state.slots[0].slice();
+      updates = state.updates;
+    },
+  };
+}
+
+/** Adam with bias correction; weight decay is decoupled (AdamW), which is what works with Adam. */
+export function createAdam(layout: WeightLayout, options: AdamOptions): Optimizer {
+  const mask = decayMask(layout);
+  let m = new Float32Array(layout.paramCount);
+  let v = new Float32Array(layout.paramCount);
+  let updates = 0;
+  const { beta1, beta2, epsilon, weightDecay } = options;
+  return {
+    kind: 'adam',
+    apply(params, gradient, lr) {
+      checkSizes(params, gradient, layout.paramCount);
+      updates++;
+      const c1 = 1 - beta1 ** updates;
+      const c2 = 1 - beta2 ** updates;
+      for (let i = 0; i < params.length; i++) {
+        const g = gradient[i];
+        m[i] = beta1 * m[i] + (1 - beta1) * g;
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+        const step = m[i] / c1 / (Math.sqrt(v[i] / c2) + epsilon);
+        params[i] -= lr * (step + (mask[i] ? weightDecay * params[i] : 0));
+      }
+    },
+    state: () => ({ kind: 'adam', updates, slots: [m.slice(), v.slice()] }),
+    load(state) {
+      if (state.kind !== 'adam' || state.slots.length !== 2 || state.slots.some((s) => s.length !== layout.paramCount)) {
+        throw new Error('optimizer state does not belong to an Adam optimizer of this model');
+      }
+      m = state.slots[0].slice();
+      v = state.slots[1].slice();
+      updates = state.updates;
+    },
+  };
+}
+
+export type OptimizerName = 'sgd' | 'adam';
+
+export function createOptimizer(
+  name: OptimizerName,
+  layout: WeightLayout,
+  options: { weightDecay: number; momentum?: number },
+): Optimizer {
+  if (name === 'sgd') {
+    return createSgd(layout, { momentum: options.momentum ?? 0.9, nesterov: true, weightDecay: options.weightDecay });
+  }
+  if (name === 'adam') {
+    return createAdam(layout, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: options.weightDecay });
+  }
+  throw new Error(`unknown optimizer '${name as string}'; choose sgd or adam`);
+}
