@@ -1,1 +1,2 @@
 export { registerWasmTrainingKernels } from './wasm/register.js';
+export { checkTrainingStep } from './self-test.js';

@@ -1,0 +1,1 @@
+export * from './select-backend.js';

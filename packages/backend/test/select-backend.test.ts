@@ -1,0 +1,36 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { describeChoice, selectNodeBackend } from '../src/node/index.js';
+
+test('the chain takes the best backend that can train and says why better ones were skipped', async () => {
+  const choice = await selectNodeBackend();
+  assert.equal(tf.getBackend(), choice.tfBackend);
+  // On a machine without tfjs-node(-gpu) or a Vulkan GPU (like CI), that is WASM.
+  const names = choice.skipped.map((s) => s.name);
+  if (choice.name === 'wasm') assert.deepEqual(names, ['tfjs-node-gpu', 'webgpu', 'tfjs-node']);
+  for (const s of choice.skipped) assert.ok(s.reason.length > 10, `${s.name} has a reason`);
+  const text = describeChoice(choice);
+  assert.match(text, new RegExp(`^backend: ${choice.name} `));
+  assert.equal(text.split('\n').length, 1 + choice.skipped.length);
+});
+
+test('a forced backend is taken or refused with its reason, never replaced silently', async () => {
+  const cpu = await selectNodeBackend({ force: 'cpu' });
+  assert.equal(cpu.name, 'cpu');
+  assert.equal(tf.getBackend(), 'cpu');
+  const wasm = await selectNodeBackend({ force: 'wasm' });
+  assert.equal(tf.getBackend(), 'wasm');
+  assert.deepEqual(wasm.skipped, []);
+  let installed = true;
+  try {
+    await import('@tensorflow/tfjs-node' as string);
+  } catch {
+    installed = false;
+  }
+  if (!installed) {
+    await assert.rejects(selectNodeBackend({ force: 'tfjs-node' }), /backend tfjs-node is not usable here: .*not installed/);
+    assert.equal(tf.getBackend(), 'wasm');
+  }
+  await assert.rejects(selectNodeBackend({ force: 'cuda' }), /unknown backend 'cuda'; choose one of: tfjs-node-gpu, webgpu/);
+});
