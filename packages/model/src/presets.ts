@@ -59,7 +59,7 @@ export const PRESETS = {
   },
   /** Tiny enough for finite-difference checks and browser tests on software WebGPU. */
   tiny: {
-    inputShape: [8, 8, 3],
+    inputShape: [32, 32, 3],
     classes: 10,
     stem: { filters: 4, kernelSize: 3, strides: 1, pool: null },
     units: [1, 1],

@@ -6,7 +6,7 @@ import { Replica, poolMoments } from '../src/index.js';
 
 await tf.setBackend('cpu');
 const spec = PRESETS.tiny;
-const imageSize = 8 * 8 * 3;
+const imageSize = 32 * 32 * 3;
 
 function shard(count: number, seed: number): { images: Float32Array; labels: Uint8Array } {
   let s = seed;
@@ -87,7 +87,7 @@ test('bad shards are refused with a clear error and no tensors leak', async () =
   const replica = new Replica(spec, { microBatch: 8, bnGroup: 4 });
   replica.setParams(initialParams(replica.layout, 1));
   const before = tf.memory().numTensors;
-  await assert.rejects(replica.computeGradients(new Float32Array(5), new Uint8Array(1)), /1 labels need 192 pixel values/);
+  await assert.rejects(replica.computeGradients(new Float32Array(5), new Uint8Array(1)), /1 labels need 3072 pixel values/);
   await assert.rejects(replica.computeGradients(new Float32Array(imageSize), new Uint8Array([10])), /label 10/);
   const { images, labels } = shard(8, 1);
   await replica.computeGradients(images, labels);

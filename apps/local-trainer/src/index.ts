@@ -1,0 +1,2 @@
+export * from './train-loop.js';
+export * from './micro-batch.js';
