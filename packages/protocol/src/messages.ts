@@ -1,0 +1,190 @@
+/**
+ * The Chorus wire protocol: one message per binary WebSocket frame. Typed arrays travel as
+ * raw, 4-byte-aligned tails after a msgpack header (see codec.ts), so a gradient is never
+ * copied into or out of msgpack.
+ *
+ * A step, seen from one worker:
+ *   worker -> hello            coordinator -> welcome (run description, full weights)
+ *   coordinator -> assign      worker -> gradient        (one per shard of the step)
+ *   coordinator -> update      (new weights for the next step; the next assign follows)
+ *   coordinator -> evaluate    worker -> evalResult      (test-set shards, BN in inference mode)
+ *   either -> heartbeat; either -> bye (leaving cleanly); coordinator -> error (then closes)
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** What the worker runs on, reported in hello and shown on the dashboard. */
+export interface WorkerRuntime {
+  kind: 'node' | 'browser';
+  /** tfjs backend name: 'tensorflow', 'webgpu', 'webgl', 'wasm', 'cpu'. */
+  backend: string;
+  /** GPU adapter or CPU description. */
+  device: string;
+  cores: number;
+  /** Most examples the worker runs through the model at once (it micro-batches above). */
+  microBatch: number;
+  /** Free text: user agent, hostname, ... */
+  agent: string;
+}
+
+export interface RunDescription {
+  /** Preset name, for display. */
+  preset: string;
+  /** The full model spec (JSON), so a worker builds exactly the coordinator's model. */
+  spec: unknown;
+  paramCount: number;
+  bnStatCount: number;
+  bnGroup: number;
+  /** Gradient codec workers must use. */
+  codec: 'fp32';
+  heartbeatMs: number;
+}
+
+export interface Hello {
+  type: 'hello';
+  v: number;
+  token: string;
+  runtime: WorkerRuntime;
+  /** Set when reconnecting, so the coordinator can recognise the worker. */
+  workerId?: string;
+}
+
+export interface Welcome {
+  type: 'welcome';
+  v: number;
+  workerId: string;
+  run: RunDescription;
+  /** Number of updates applied to the master weights so far. */
+  version: number;
+  params: Float32Array;
+  bnStats: Float32Array;
+}
+
+export interface Assign {
+  type: 'assign';
+  v: number;
+  step: number;
+  /** Weights version the gradient must be computed at. */
+  version: number;
+  shardId: number;
+  /** Dataset indices of the shard's examples (also the augmentation's example ids). */
+  indices: Int32Array;
+  labels: Uint8Array;
+  /** 3072 bytes per example, CIFAR-10 file order (R, G, B planes). */
+  pixels: Uint8Array;
+  augmentSeed: number;
+}
+
+export interface GradientMessage {
+  type: 'gradient';
+  v: number;
+  step: number;
+  shardId: number;
+  count: number;
+  lossSum: number;
+  correct: number;
+  /** Milliseconds the worker spent computing (for load balancing and the dashboard). */
+  computeMs: number;
+  /** Sum over the shard of per-example gradients (codec-encoded; fp32: raw floats). */
+  gradient: Float32Array;
+  /** Pooled BatchNorm moments of the shard: all means, then all biased variances. */
+  bnMoments: Float32Array;
+}
+
+export interface Update {
+  type: 'update';
+  v: number;
+  /** New weights version (= number of updates applied). */
+  version: number;
+  params: Float32Array;
+  bnStats: Float32Array;
+}
+
+export interface Evaluate {
+  type: 'evaluate';
+  v: number;
+  evalId: number;
+  shardId: number;
+  version: number;
+  labels: Uint8Array;
+  pixels: Uint8Array;
+}
+
+export interface EvalResult {
+  type: 'evalResult';
+  v: number;
+  evalId: number;
+  shardId: number;
+  count: number;
+  lossSum: number;
+  correct: number;
+}
+
+export interface Heartbeat {
+  type: 'heartbeat';
+  v: number;
+  /** Sender's clock, milliseconds. */
+  time: number;
+  /** Browser tabs report when they are hidden or throttled. */
+  hidden?: boolean;
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  v: number;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface Bye {
+  type: 'bye';
+  v: number;
+  reason: string;
+}
+
+export type ErrorCode =
+  | 'bad-token'
+  | 'bad-version'
+  | 'malformed'
+  | 'unknown-type'
+  | 'bad-gradient'
+  | 'too-large'
+  | 'internal';
+
+export type Message =
+  | Hello
+  | Welcome
+  | Assign
+  | GradientMessage
+  | Update
+  | Evaluate
+  | EvalResult
+  | Heartbeat
+  | ErrorMessage
+  | Bye;
+
+export type MessageType = Message['type'];
+
+export const MESSAGE_TYPES: readonly MessageType[] = [
+  'hello',
+  'welcome',
+  'assign',
+  'gradient',
+  'update',
+  'evaluate',
+  'evalResult',
+  'heartbeat',
+  'error',
+  'bye',
+];
+
+/** WebSocket close codes Chorus uses (4000-4999 is the application range). */
+export const CLOSE_CODES = {
+  normal: 1000,
+  tooLarge: 1009,
+  badToken: 4001,
+  badVersion: 4002,
+  malformed: 4003,
+  badGradient: 4004,
+  replaced: 4005,
+  shutdown: 4006,
+} as const;
