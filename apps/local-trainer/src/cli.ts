@@ -8,7 +8,7 @@ import { ensureCifar10, loadCifar10 } from '@chorus/data/node';
 import { PRESETS, getPreset } from '@chorus/model';
 import { NODE_BACKENDS, describeChoice, selectNodeBackend } from '@chorus/backend/node';
 import { trainLocally, type LocalTrainingConfig } from './train-loop.js';
-import { defaultMicroBatch } from './micro-batch.js';
+import { defaultMicroBatch } from '@chorus/backend';
 
 const positiveInt = (name: string) => (value: string) => {
   const n = Number(value);

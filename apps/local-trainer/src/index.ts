@@ -1,2 +1,1 @@
 export * from './train-loop.js';
-export * from './micro-batch.js';

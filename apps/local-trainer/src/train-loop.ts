@@ -135,6 +135,8 @@ export async function trainLocally(
         imagesPerSecond: shard.count / seconds,
         seconds,
       });
+      // WASM resolves reads synchronously, so without this timers (progress, I/O) never run.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       if (config.evalEvery > 0 && (step + 1) % config.evalEvery === 0 && step + 1 < config.steps) {
         replica.setParams(params);
         await evaluate(step + 1);

@@ -188,3 +188,17 @@ export const CLOSE_CODES = {
   replaced: 4005,
   shutdown: 4006,
 } as const;
+
+export const ERROR_CODES = [
+  'bad-token',
+  'bad-version',
+  'malformed',
+  'unknown-type',
+  'bad-gradient',
+  'too-large',
+  'internal',
+] as const satisfies readonly ErrorCode[];
+
+// Fails to compile if an ErrorCode is added above without being listed in ERROR_CODES.
+const _everyErrorCodeListed: Record<Exclude<ErrorCode, (typeof ERROR_CODES)[number]>, never> = {};
+void _everyErrorCodeListed;

@@ -127,6 +127,8 @@ export class Replica {
     let momentSums: tf.Tensor[] | null = null;
     for (const [start, end] of this.chunks(count)) {
       const n = end - start;
+      // Between micro-batches, let timers and sockets run (heartbeats, progress, messages).
+      if (start > 0) await new Promise((resolve) => setTimeout(resolve, 0));
       const step = tf.tidy(() => {
         const { x, y } = this.batchTensors(images, labels, start, end);
         // Tensors made inside variableGrads' function are freed when it returns, except kept ones.

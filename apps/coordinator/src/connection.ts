@@ -1,0 +1,44 @@
+import type { WebSocket } from 'ws';
+import { encodeMessage, type Message } from '@chorus/protocol';
+
+/** One worker's socket: counts bytes both ways and sends encoded messages. */
+export class Connection {
+  readonly id: number;
+  bytesIn = 0;
+  bytesOut = 0;
+  private readonly socket: WebSocket;
+  private readonly onBytesOut: (n: number) => void;
+
+  constructor(id: number, socket: WebSocket, onBytesOut: (n: number) => void) {
+    this.id = id;
+    this.socket = socket;
+    this.onBytesOut = onBytesOut;
+  }
+
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  send(message: Message): void {
+    this.sendFrame(encodeMessage(message));
+  }
+
+  /** Sends an already encoded frame (an update is encoded once for all workers). */
+  sendFrame(frame: Uint8Array): void {
+    if (!this.open) return;
+    this.socket.send(frame, { binary: true });
+    this.bytesOut += frame.byteLength;
+    this.onBytesOut(frame.byteLength);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === this.socket.CLOSED) return;
+    // Close reasons are capped at 123 bytes by the WebSocket protocol.
+    this.socket.close(code, reason.slice(0, 120));
+  }
+
+  /** Drops the socket without a closing handshake (a worker that stopped answering). */
+  terminate(): void {
+    this.socket.terminate();
+  }
+}

@@ -1,0 +1,619 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { EpochSampler, gatherExamples, hash32, type Cifar10 } from '@chorus/data';
+import { BN_MOMENTUM, buildGraph, initialBnStats, initialParams, weightLayout, type WeightLayout } from '@chorus/model';
+import {
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  encodeMessage,
+  type EvalResult,
+  type GradientMessage,
+  type Hello,
+  type Message,
+} from '@chorus/protocol';
+import { createOptimizer, learningRate, updateRunningStats, type Optimizer } from '@chorus/train';
+import type { CheckpointStore } from './checkpoint.js';
+import type { Connection } from './connection.js';
+import type { Logger } from './logger.js';
+import { Membership, type WorkerRecord } from './membership.js';
+import type { ChorusMetrics } from './metrics.js';
+import { StepReducer } from './reducer.js';
+import { configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
+import { planShards } from './scheduler.js';
+
+interface ShardInFlight {
+  id: number;
+  workerId: string;
+  start: number;
+  end: number;
+  sentAt: number;
+  deadline: number;
+}
+
+interface StepInFlight {
+  step: number;
+  indices: Int32Array;
+  augmentSeed: number;
+  reducer: StepReducer;
+  shards: Map<number, ShardInFlight>;
+  /** Ranges no worker could take yet (everyone left): assigned to the next worker to join. */
+  orphans: { start: number; end: number }[];
+  startedAt: number;
+  done: () => void;
+}
+
+interface EvalInFlight {
+  evalId: number;
+  count: number;
+  shards: Map<number, { id: number; workerId: string; start: number; end: number }>;
+  orphans: { start: number; end: number }[];
+  lossSum: number;
+  correct: number;
+  received: number;
+  done: () => void;
+}
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  accuracy: number;
+  lr: number;
+  seconds: number;
+  imagesPerSecond: number;
+  workers: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  accuracy: number;
+  loss: number;
+  count: number;
+}
+
+export type RunEvent = { time: number; kind: string; message: string };
+
+export interface CoordinatorDeps {
+  config: RunConfig;
+  options: RunOptions;
+  data: Cifar10;
+  token: string;
+  log: Logger;
+  metrics: ChorusMetrics;
+  checkpoints?: CheckpointStore;
+  now?: () => number;
+}
+
+/**
+ * The run: master weights, optimizer, BatchNorm statistics, and the loop that turns each step
+ * into shards, collects them exactly once whatever happens to the workers, and applies the
+ * update. Sockets are somebody else's job (server.ts hands messages in).
+ */
+export class Coordinator {
+  readonly config: RunConfig;
+  readonly options: RunOptions;
+  readonly layout: WeightLayout;
+  readonly membership = new Membership();
+  readonly history: { steps: StepRecord[]; evals: EvalRecord[]; events: RunEvent[] } = { steps: [], evals: [], events: [] };
+  step = 0;
+  params: Float32Array;
+  bnStats: Float32Array;
+  private readonly optimizer: Optimizer;
+  private readonly sampler: EpochSampler;
+  private readonly deps: CoordinatorDeps;
+  private readonly now: () => number;
+  private current: StepInFlight | null = null;
+  private currentEval: EvalInFlight | null = null;
+  private nextShardId = 1;
+  private nextEvalId = 1;
+  private started = false;
+  private stopped = false;
+  private paused = false;
+  private wake: (() => void) | null = null;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+  private readonly token: Buffer;
+
+  constructor(deps: CoordinatorDeps) {
+    this.deps = deps;
+    this.config = deps.config;
+    this.options = deps.options;
+    this.now = deps.now ?? (() => performance.now());
+    this.token = Buffer.from(deps.token);
+    this.layout = weightLayout(buildGraph(deps.config.spec));
+    this.params = initialParams(this.layout, deps.config.seed);
+    this.bnStats = initialBnStats(this.layout);
+    this.optimizer = createOptimizer(deps.config.optimizer, this.layout, { weightDecay: deps.config.weightDecay });
+    this.sampler = new EpochSampler({ datasetSize: deps.data.train.count, globalBatch: deps.config.batch, seed: deps.config.seed });
+  }
+
+  // ---------------------------------------------------------------- state, resume, events
+
+  /** Continues from a checkpoint; refuses one that belongs to a different run. */
+  async resume(): Promise<boolean> {
+    const store = this.deps.checkpoints;
+    if (!store) throw new Error('--resume needs a checkpoint directory');
+    const state = await store.loadLatest();
+    if (!state) return false;
+    const expected = JSON.stringify(configFingerprint(this.config));
+    const found = JSON.stringify(state.config);
+    if (expected !== found) {
+      throw new Error(`the checkpoint at step ${state.step} belongs to a different run configuration:\n  checkpoint: ${found}\n  this run:   ${expected}`);
+    }
+    this.step = state.step;
+    this.params = state.params;
+    this.bnStats = state.bnStats;
+    this.optimizer.load(state.optimizer);
+    const history = state.history as Coordinator['history'] | undefined;
+    if (history?.steps) Object.assign(this.history, history);
+    this.event('resume', `resumed from the checkpoint at step ${state.step}`);
+    this.deps.metrics.step.set(this.step);
+    return true;
+  }
+
+  async checkpoint(): Promise<string | null> {
+    const store = this.deps.checkpoints;
+    if (!store) return null;
+    const path = await store.save({
+      step: this.step,
+      params: this.params,
+      bnStats: this.bnStats,
+      optimizer: this.optimizer.state(),
+      config: configFingerprint(this.config),
+      history: { steps: this.history.steps.slice(-2000), evals: this.history.evals, events: this.history.events.slice(-500) },
+    });
+    this.event('checkpoint', `checkpoint at step ${this.step}`, { path });
+    return path;
+  }
+
+  paramsHash(): string {
+    return createHash('sha256').update(new Uint8Array(this.params.buffer, this.params.byteOffset, this.params.byteLength)).digest('hex');
+  }
+
+  private event(kind: string, message: string, fields: Record<string, string | number> = {}): void {
+    this.history.events.push({ time: Date.now(), kind, message });
+    if (this.history.events.length > 5000) this.history.events.splice(0, 1000);
+    this.deps.log.info(message, { event: kind, ...fields });
+  }
+
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    this.event(paused ? 'pause' : 'resume', paused ? 'training paused' : 'training resumed');
+    this.poke();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  private poke(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  /** A hello on a fresh connection: check the token, admit, send the weights. */
+  admit(conn: Connection, hello: Hello): WorkerRecord | null {
+    const given = Buffer.from(hello.token);
+    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+      this.deps.metrics.messagesRefused.inc({ reason: 'bad-token' });
+      this.event('refused', 'refused a worker with a wrong token', { conn: conn.id });
+      conn.send({ type: 'error', v: PROTOCOL_VERSION, code: 'bad-token', message: 'wrong join token' });
+      conn.close(CLOSE_CODES.badToken, 'wrong join token');
+      return null;
+    }
+    const worker = this.membership.join(hello.runtime, conn, this.now(), hello.workerId);
+    conn.send({
+      type: 'welcome',
+      v: PROTOCOL_VERSION,
+      workerId: worker.id,
+      run: {
+        preset: this.config.preset,
+        spec: this.config.spec,
+        paramCount: this.layout.paramCount,
+        bnStatCount: this.layout.bnStatCount,
+        bnGroup: this.config.bnGroup,
+        codec: 'fp32',
+        heartbeatMs: this.options.heartbeatMs,
+      },
+      version: this.step,
+      params: this.params,
+      bnStats: this.bnStats,
+    });
+    const r = hello.runtime;
+    this.event('join', `worker ${worker.id} joined (${r.kind}, ${r.backend}, ${r.device})`, { worker: worker.id });
+    this.deps.metrics.workers.set(this.membership.ready().length);
+    this.assignOrphans();
+    this.poke();
+    return worker;
+  }
+
+  /** A validated message from an admitted worker. */
+  receive(worker: WorkerRecord, message: Message): void {
+    worker.lastSeen = this.now();
+    switch (message.type) {
+      case 'gradient':
+        this.onGradient(worker, message);
+        break;
+      case 'evalResult':
+        this.onEvalResult(worker, message);
+        break;
+      case 'heartbeat':
+        if (message.hidden !== undefined && message.hidden !== worker.hidden) {
+          worker.hidden = message.hidden;
+          this.event('throttle', `worker ${worker.id} is ${message.hidden ? 'hidden (throttled)' : 'visible again'}`);
+        }
+        break;
+      case 'bye':
+        this.depart(worker, `left: ${message.reason}`);
+        worker.conn?.close(CLOSE_CODES.normal, 'bye');
+        break;
+      default:
+        this.refuse(worker, 'unexpected', `a worker may not send '${message.type}'`);
+    }
+  }
+
+  /** Records a refused message (the server closes the connection). */
+  refused(reason: string, detail: string, workerId?: string): void {
+    this.deps.metrics.messagesRefused.inc({ reason });
+    this.event('refused', `refused a message${workerId ? ` from ${workerId}` : ''}: ${detail}`, { reason });
+  }
+
+  private refuse(worker: WorkerRecord, reason: string, detail: string): void {
+    this.refused(reason, detail, worker.id);
+  }
+
+  /** The worker's connection is gone (closed, killed, timed out). */
+  depart(worker: WorkerRecord, reason: string): void {
+    if (!this.membership.leave(worker.id, reason)) return;
+    this.event('leave', `worker ${worker.id} ${reason}`, { worker: worker.id });
+    this.deps.metrics.workers.set(this.membership.ready().length);
+    this.deps.metrics.removeWorker(worker.id);
+    this.reissueFrom(worker.id, 'left');
+    this.reissueEvalFrom(worker.id);
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  /** Trains to the configured number of steps; resolves when done or stopped. */
+  async run(): Promise<void> {
+    this.sweeper = setInterval(() => this.sweep(), 250);
+    try {
+      while (this.step < this.config.steps && !this.stopped) {
+        await this.waitUntilRunnable();
+        if (this.stopped) break;
+        await this.runStep();
+        if (this.stopped) break;
+        const { evalEvery, checkpointEvery } = this.options;
+        if (evalEvery > 0 && this.step % evalEvery === 0 && this.step < this.config.steps) await this.evaluate();
+        if (checkpointEvery > 0 && this.step % checkpointEvery === 0) await this.checkpoint();
+      }
+      if (!this.stopped && this.step >= this.config.steps) {
+        await this.evaluate();
+        await this.checkpoint();
+        this.event('done', `training finished at step ${this.step}`);
+      }
+    } finally {
+      if (this.sweeper) clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.current?.done();
+    this.currentEval?.done();
+    this.poke();
+  }
+
+  private async waitUntilRunnable(): Promise<void> {
+    for (;;) {
+      const ready = this.membership.ready().length;
+      const needed = this.started ? 1 : this.options.minWorkers;
+      if (this.stopped || (!this.paused && ready >= needed)) break;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    this.started = true;
+  }
+
+  private runStep(): Promise<void> {
+    const step = this.step;
+    return new Promise<void>((resolve) => {
+      const current: StepInFlight = {
+        step,
+        indices: this.sampler.indicesForStep(step),
+        augmentSeed: this.config.augment ? hash32(this.config.seed, step) : -1,
+        reducer: new StepReducer(this.layout, this.config.batch),
+        shards: new Map(),
+        orphans: [],
+        startedAt: this.now(),
+        done: resolve,
+      };
+      this.current = current;
+      this.assignRange(current, 0, this.config.batch, this.membership.ready());
+    }).then(() => {
+      this.current = null;
+    });
+  }
+
+  /** The deadline for a shard: a multiple of the worker's expected time, never below the floor. */
+  private deadlineFor(worker: WorkerRecord, count: number): number {
+    const expected = worker.speed ? (count * 1000) / worker.speed : 0;
+    return Math.max(this.options.minDeadlineMs, 3 * expected + 1000);
+  }
+
+  private assignRange(current: StepInFlight, start: number, end: number, workers: WorkerRecord[]): void {
+    if (workers.length === 0) {
+      current.orphans.push({ start, end });
+      return;
+    }
+    const known = workers.map((w) => w.speed).filter((s): s is number => s !== null);
+    const fallback = known.length ? known.sort((a, b) => a - b)[Math.floor(known.length / 2)] : 1;
+    const plans = planShards(
+      start,
+      end,
+      // A hidden (throttled) tab gets a token share until it is visible again.
+      workers.map((w) => ({ id: w.id, imagesPerSecond: (w.speed ?? fallback) * (w.hidden ? 0.05 : 1) })),
+      { bnGroup: this.config.bnGroup, minGroups: 1 },
+    );
+    for (const plan of plans) {
+      const worker = this.membership.get(plan.workerId)!;
+      const count = plan.end - plan.start;
+      const indices = current.indices.subarray(plan.start, plan.end);
+      const { pixels, labels } = gatherExamples(this.deps.data.train, indices);
+      current.reducer.expect(plan.start, plan.end);
+      const shard: ShardInFlight = {
+        id: this.nextShardId++,
+        workerId: worker.id,
+        start: plan.start,
+        end: plan.end,
+        sentAt: this.now(),
+        deadline: this.now() + this.deadlineFor(worker, count),
+      };
+      current.shards.set(shard.id, shard);
+      worker.conn?.send({
+        type: 'assign',
+        v: PROTOCOL_VERSION,
+        step: current.step,
+        version: this.step,
+        shardId: shard.id,
+        indices: indices.slice(),
+        labels,
+        pixels,
+        augmentSeed: current.augmentSeed,
+      });
+    }
+  }
+
+  private assignOrphans(): void {
+    const current = this.current;
+    if (current && current.orphans.length) {
+      const orphans = current.orphans.splice(0);
+      for (const o of orphans) {
+        this.deps.metrics.shardsReissued.inc();
+        this.assignRange(current, o.start, o.end, this.membership.ready());
+      }
+    }
+    const ev = this.currentEval;
+    if (ev && ev.orphans.length) {
+      for (const o of ev.orphans.splice(0)) this.assignEvalRange(ev, o.start, o.end, this.membership.ready());
+    }
+  }
+
+  /** Moves every pending shard of `workerId` to other workers (idle ones first). */
+  private reissueFrom(workerId: string, why: 'left' | 'late'): void {
+    const current = this.current;
+    if (!current) return;
+    for (const shard of [...current.shards.values()]) {
+      if (shard.workerId !== workerId || !current.reducer.isPending(shard.start)) continue;
+      const others = this.membership.ready().filter((w) => w.id !== workerId);
+      const busy = new Set([...current.shards.values()].filter((s) => current.reducer.isPending(s.start)).map((s) => s.workerId));
+      const idle = others.filter((w) => !busy.has(w.id));
+      if (why === 'late' && idle.length === 0) continue; // nobody free: keep waiting for the straggler
+      current.reducer.withdraw(shard.start);
+      current.shards.delete(shard.id);
+      this.deps.metrics.shardsReissued.inc();
+      this.event('reissue', `shard [${shard.start}, ${shard.end}) of step ${current.step} re-issued: worker ${workerId} ${why === 'left' ? 'left' : 'missed its deadline'}`);
+      this.assignRange(current, shard.start, shard.end, idle.length ? idle : others);
+    }
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const worker of this.membership.silent(now, this.options.heartbeatTimeoutMs)) {
+      worker.conn?.terminate();
+      this.depart(worker, `timed out (silent for ${Math.round((now - worker.lastSeen) / 1000)} s)`);
+    }
+    const current = this.current;
+    if (!current) return;
+    for (const shard of [...current.shards.values()]) {
+      if (now > shard.deadline && current.reducer.isPending(shard.start)) {
+        const worker = this.membership.get(shard.workerId);
+        if (worker && !worker.straggling) {
+          worker.straggling = true;
+          this.event('straggler', `worker ${worker.id} missed the deadline of step ${current.step}`);
+        }
+        this.reissueFrom(shard.workerId, 'late');
+      }
+    }
+  }
+
+  private onGradient(worker: WorkerRecord, message: GradientMessage): void {
+    const current = this.current;
+    const shard = current?.shards.get(message.shardId);
+    if (!current || !shard || message.step !== current.step || shard.workerId !== worker.id) {
+      this.deps.log.info('dropped a late or duplicate gradient', { worker: worker.id, step: message.step, shard: message.shardId });
+      return;
+    }
+    if (message.count !== shard.end - shard.start) {
+      this.refuse(worker, 'bad-gradient', `shard ${shard.id} has ${shard.end - shard.start} examples, the gradient says ${message.count}`);
+      worker.conn?.close(CLOSE_CODES.badGradient, 'gradient count does not match the shard');
+      return;
+    }
+    const accepted = current.reducer.accept(shard.start, shard.end, {
+      count: message.count,
+      lossSum: message.lossSum,
+      correct: message.correct,
+      gradient: message.gradient,
+      bnMoments: message.bnMoments,
+    });
+    current.shards.delete(shard.id);
+    if (!accepted) return;
+    const latency = this.now() - shard.sentAt;
+    this.membership.recordShard(worker, message.count, latency, message.computeMs);
+    worker.straggling = false;
+    this.deps.metrics.setWorkerImagesPerSecond(worker.id, worker.runtime.backend, worker.speed ?? 0);
+    if (current.reducer.complete) this.finishStep(current);
+  }
+
+  private finishStep(current: StepInFlight): void {
+    const totals = current.reducer.totals();
+    const lr = learningRate(
+      { baseLr: this.config.lr, batch: this.config.batch, warmupSteps: this.config.warmupSteps, totalSteps: this.config.steps, kind: this.config.schedule },
+      current.step,
+    );
+    this.optimizer.apply(this.params, totals.gradient, lr);
+    updateRunningStats(this.bnStats, totals.bn.moments, BN_MOMENTUM);
+    this.step = current.step + 1;
+    // One encoding for everyone: the frame is identical for all workers.
+    const frame = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: this.step, params: this.params, bnStats: this.bnStats });
+    const ready = this.membership.ready();
+    for (const w of ready) w.conn?.sendFrame(frame);
+    const seconds = (this.now() - current.startedAt) / 1000;
+    const record: StepRecord = {
+      step: this.step,
+      loss: totals.loss,
+      accuracy: totals.accuracy,
+      lr,
+      seconds,
+      imagesPerSecond: totals.count / seconds,
+      workers: ready.length,
+    };
+    this.history.steps.push(record);
+    if (this.history.steps.length > 20_000) this.history.steps.splice(0, 5_000);
+    const m = this.deps.metrics;
+    m.step.set(this.step);
+    m.stepsTotal.inc();
+    m.trainLoss.set(totals.loss);
+    m.trainAccuracy.set(totals.accuracy);
+    m.learningRate.set(lr);
+    m.imagesPerSecond.set(record.imagesPerSecond);
+    m.stepSeconds.observe(seconds);
+    if (!Number.isFinite(totals.loss)) this.event('diverged', `the loss is not finite at step ${this.step}`);
+    current.done();
+  }
+
+  // ---------------------------------------------------------------- evaluation
+
+  /** Test-set accuracy with BatchNorm in inference mode, sharded over the workers like training. */
+  async evaluate(): Promise<EvalRecord | null> {
+    const count = Math.min(this.options.evalExamples, this.deps.data.test.count);
+    if (count === 0) return null;
+    await this.waitUntilRunnable();
+    if (this.stopped) return null;
+    const ev = await new Promise<EvalInFlight>((resolve) => {
+      const round: EvalInFlight = {
+        evalId: this.nextEvalId++,
+        count,
+        shards: new Map(),
+        orphans: [],
+        lossSum: 0,
+        correct: 0,
+        received: 0,
+        done: () => resolve(round),
+      };
+      this.currentEval = round;
+      this.assignEvalRange(round, 0, count, this.membership.ready());
+    });
+    this.currentEval = null;
+    if (ev.received < ev.count) return null;
+    const record = { step: this.step, accuracy: ev.correct / ev.count, loss: ev.lossSum / ev.count, count: ev.count };
+    this.history.evals.push(record);
+    this.deps.metrics.testAccuracy.set(record.accuracy);
+    this.event('eval', `test accuracy ${(100 * record.accuracy).toFixed(2)}% at step ${this.step} (${count} images)`);
+    return record;
+  }
+
+  private assignEvalRange(ev: EvalInFlight, start: number, end: number, workers: WorkerRecord[]): void {
+    if (workers.length === 0) {
+      ev.orphans.push({ start, end });
+      return;
+    }
+    const plans = planShards(start, end, workers.map((w) => ({ id: w.id, imagesPerSecond: w.speed ?? 1 })), { bnGroup: 1, minGroups: 1 });
+    for (const plan of plans) {
+      const indices = Int32Array.from({ length: plan.end - plan.start }, (_, i) => plan.start + i);
+      const { pixels, labels } = gatherExamples(this.deps.data.test, indices);
+      const id = this.nextShardId++;
+      ev.shards.set(id, { id, workerId: plan.workerId, start: plan.start, end: plan.end });
+      this.membership.get(plan.workerId)?.conn?.send({
+        type: 'evaluate',
+        v: PROTOCOL_VERSION,
+        evalId: ev.evalId,
+        shardId: id,
+        version: this.step,
+        labels,
+        pixels,
+      });
+    }
+  }
+
+  private reissueEvalFrom(workerId: string): void {
+    const ev = this.currentEval;
+    if (!ev) return;
+    for (const shard of [...ev.shards.values()]) {
+      if (shard.workerId !== workerId) continue;
+      ev.shards.delete(shard.id);
+      this.assignEvalRange(ev, shard.start, shard.end, this.membership.ready());
+    }
+  }
+
+  private onEvalResult(worker: WorkerRecord, message: EvalResult): void {
+    const ev = this.currentEval;
+    const shard = ev?.shards.get(message.shardId);
+    if (!ev || !shard || message.evalId !== ev.evalId || shard.workerId !== worker.id) return;
+    if (message.count !== shard.end - shard.start) {
+      this.refuse(worker, 'malformed', `evaluation shard ${shard.id} has ${shard.end - shard.start} examples, the result says ${message.count}`);
+      return;
+    }
+    ev.shards.delete(shard.id);
+    ev.lossSum += message.lossSum;
+    ev.correct += message.correct;
+    ev.received += message.count;
+    if (ev.received === ev.count) ev.done();
+  }
+
+  // ---------------------------------------------------------------- reporting
+
+  status() {
+    const last = this.history.steps.at(-1);
+    return {
+      preset: this.config.preset,
+      paramCount: this.layout.paramCount,
+      batch: this.config.batch,
+      steps: this.config.steps,
+      step: this.step,
+      epoch: this.step > 0 ? this.sampler.epochOf(this.step - 1) : 0,
+      paused: this.paused,
+      lr: last?.lr ?? null,
+      loss: last?.loss ?? null,
+      accuracy: last?.accuracy ?? null,
+      testAccuracy: this.history.evals.at(-1)?.accuracy ?? null,
+      paramsHash: this.paramsHash(),
+      workers: this.membership.all().map((w) => ({
+        id: w.id,
+        kind: w.runtime.kind,
+        backend: w.runtime.backend,
+        device: w.runtime.device,
+        state: w.state === 'left' ? 'left' : w.hidden ? 'throttled' : w.straggling ? 'straggling' : 'training',
+        imagesPerSecond: w.speed,
+        lastLatencyMs: w.lastLatencyMs,
+        lastShard: w.lastShard,
+        shardsDone: w.shardsDone,
+        imagesDone: w.imagesDone,
+        bytesIn: w.conn?.bytesIn ?? null,
+        bytesOut: w.conn?.bytesOut ?? null,
+      })),
+      events: this.history.events.slice(-200),
+    };
+  }
+}

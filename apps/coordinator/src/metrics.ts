@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsOptions {
+  /** Also collect prom-client's default process metrics (CPU, memory, event loop) into this registry. */
+  defaultMetrics?: boolean;
+}
+
+/** The coordinator's Prometheus metrics, in a registry of their own. */
+export interface ChorusMetrics {
+  readonly registry: Registry;
+  /** The Content-Type to serve `metrics()` with. */
+  readonly contentType: string;
+  /** The Prometheus text exposition of every metric. */
+  metrics(): Promise<string>;
+
+  /** Completed steps (the weights version). */
+  readonly step: Gauge;
+  /** Ready workers. */
+  readonly workers: Gauge;
+  readonly trainLoss: Gauge;
+  readonly trainAccuracy: Gauge;
+  readonly testAccuracy: Gauge;
+  /** Training throughput over all workers. */
+  readonly imagesPerSecond: Gauge;
+  readonly learningRate: Gauge;
+  readonly bytesReceived: Counter;
+  readonly bytesSent: Counter;
+  readonly shardsReissued: Counter;
+  readonly messagesRefused: Counter<'reason'>;
+  readonly stepsTotal: Counter;
+  /** Wall time of whole steps. */
+  readonly stepSeconds: Histogram;
+  /** Per-worker throughput; prefer setWorkerImagesPerSecond/removeWorker, which track the label sets. */
+  readonly workerImagesPerSecond: Gauge<'worker' | 'backend'>;
+
+  /** Sets a worker's throughput; a worker that changes backend keeps only its newest series. */
+  setWorkerImagesPerSecond(worker: string, backend: string, imagesPerSecond: number): void;
+  /** Removes a departed worker's series. */
+  removeWorker(worker: string): void;
+}
+
+/** Step durations from tens of milliseconds (tiny models, fast GPUs) to minutes (large models on CPUs). */
+export const STEP_SECONDS_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const gauge = (name: string, help: string) => new Gauge({ name, help, registers });
+  const counter = (name: string, help: string) => new Counter({ name, help, registers });
+
+  const workerImagesPerSecond = new Gauge<'worker' | 'backend'>({
+    name: 'chorus_worker_images_per_second',
+    help: 'Training throughput of one worker, in images per second.',
+    labelNames: ['worker', 'backend'] as const,
+    registers,
+  });
+  /** worker id -> backend label of its current series. */
+  const workerBackends = new Map<string, string>();
+
+  const metrics: ChorusMetrics = {
+    registry,
+    contentType: registry.contentType,
+    metrics: () => registry.metrics(),
+    step: gauge('chorus_step', 'Completed training steps (the version of the master weights).'),
+    workers: gauge('chorus_workers', 'Workers that are ready to train.'),
+    trainLoss: gauge('chorus_train_loss', 'Training loss of the latest step.'),
+    trainAccuracy: gauge('chorus_train_accuracy', 'Training accuracy of the latest step.'),
+    testAccuracy: gauge('chorus_test_accuracy', 'Accuracy on the test set at the latest evaluation.'),
+    imagesPerSecond: gauge('chorus_images_per_second', 'Training throughput over all workers, in images per second.'),
+    learningRate: gauge('chorus_learning_rate', 'Learning rate of the latest step.'),
+    bytesReceived: counter('chorus_bytes_received_total', 'Bytes received from workers.'),
+    bytesSent: counter('chorus_bytes_sent_total', 'Bytes sent to workers.'),
+    shardsReissued: counter('chorus_shards_reissued_total', 'Shards given to another worker after a worker failed or was too slow.'),
+    messagesRefused: new Counter<'reason'>({
+      name: 'chorus_messages_refused_total',
+      help: 'Messages from workers that were refused, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    stepsTotal: counter('chorus_steps_total', 'Training steps completed by this coordinator process.'),
+    stepSeconds: new Histogram({
+      name: 'chorus_step_seconds',
+      help: 'Wall time of a training step, in seconds.',
+      buckets: STEP_SECONDS_BUCKETS,
+      registers,
+    }),
+    workerImagesPerSecond,
+    setWorkerImagesPerSecond(worker, backend, imagesPerSecond) {
+      const previous = workerBackends.get(worker);
+      if (previous !== undefined && previous !== backend) workerImagesPerSecond.remove({ worker, backend: previous });
+      workerBackends.set(worker, backend);
+      workerImagesPerSecond.set({ worker, backend }, imagesPerSecond);
+    },
+    removeWorker(worker) {
+      const backend = workerBackends.get(worker);
+      if (backend === undefined) return;
+      workerImagesPerSecond.remove({ worker, backend });
+      workerBackends.delete(worker);
+    },
+  };
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
+  return metrics;
+}

@@ -1,0 +1,126 @@
+import { poolMoments, type BnMoments } from '@chorus/train';
+import type { WeightLayout } from '@chorus/model';
+
+/** What a worker returns for one shard. */
+export interface ShardResult {
+  count: number;
+  lossSum: number;
+  correct: number;
+  gradient: Float32Array;
+  bnMoments: Float32Array;
+}
+
+export interface StepTotals {
+  count: number;
+  /** Mean gradient over the global batch. */
+  gradient: Float32Array;
+  loss: number;
+  accuracy: number;
+  /** BatchNorm moments of the whole batch. */
+  bn: BnMoments;
+}
+
+/**
+ * The reduction of one step, as a pure function of the shards received: it knows which
+ * ranges of the batch are expected, accepts each range's result exactly once, and sums the
+ * gradients in batch order (as a running prefix, so the work is spread over arrivals). Batch
+ * order makes the sum independent of arrival order: the same shards give bit-identical
+ * weights, which is what lets a re-run or a resumed run reproduce a step exactly.
+ */
+export class StepReducer {
+  private readonly layout: WeightLayout;
+  /** Expected ranges, keyed by start position. */
+  private readonly ranges = new Map<number, { end: number; result: ShardResult | null }>();
+  private readonly sum: Float32Array;
+  private summedUpTo: number;
+  private readonly batchStart: number;
+  private readonly batchEnd: number;
+  private lossSum = 0;
+  private correct = 0;
+  private readonly moments: { start: number; part: BnMoments }[] = [];
+
+  constructor(layout: WeightLayout, batchSize: number) {
+    this.layout = layout;
+    this.sum = new Float32Array(layout.paramCount);
+    this.batchStart = 0;
+    this.batchEnd = batchSize;
+    this.summedUpTo = 0;
+  }
+
+  /** Declares a range of the batch whose result is awaited. Ranges must not overlap. */
+  expect(start: number, end: number): void {
+    if (start < this.batchStart || end > this.batchEnd || start >= end) throw new Error(`bad range [${start}, ${end})`);
+    for (const [s, r] of this.ranges) {
+      if (start < r.end && s < end) throw new Error(`range [${start}, ${end}) overlaps [${s}, ${r.end})`);
+    }
+    this.ranges.set(start, { end, result: null });
+  }
+
+  /** Withdraws an awaited range (its worker is gone) so it can be re-planned in pieces. */
+  withdraw(start: number): void {
+    const range = this.ranges.get(start);
+    if (!range || range.result) throw new Error(`range at ${start} is not pending`);
+    this.ranges.delete(start);
+  }
+
+  isPending(start: number): boolean {
+    const range = this.ranges.get(start);
+    return range !== undefined && range.result === null;
+  }
+
+  /**
+   * Accepts the result for the range starting at `start`. Returns false (and changes
+   * nothing) for a range that is unknown, withdrawn, or already answered.
+   */
+  accept(start: number, end: number, result: ShardResult): boolean {
+    const range = this.ranges.get(start);
+    if (!range || range.end !== end || range.result) return false;
+    if (result.count !== end - start) throw new Error(`shard [${start}, ${end}) reported ${result.count} examples`);
+    range.result = result;
+    this.lossSum += result.lossSum;
+    this.correct += result.correct;
+    this.moments.push({ start, part: { count: result.count, moments: result.bnMoments } });
+    this.advance();
+    return true;
+  }
+
+  /** Adds every answered range that continues the summed prefix, in batch order. */
+  private advance(): void {
+    for (;;) {
+      const range = this.ranges.get(this.summedUpTo);
+      if (!range?.result) return;
+      const g = range.result.gradient;
+      const sum = this.sum;
+      for (let i = 0; i < sum.length; i++) sum[i] += g[i];
+      range.result.gradient = EMPTY; // free the shard's copy early
+      this.summedUpTo = range.end;
+    }
+  }
+
+  get complete(): boolean {
+    return this.summedUpTo === this.batchEnd;
+  }
+
+  /** Ranges awaited and not yet answered. */
+  pending(): { start: number; end: number }[] {
+    return [...this.ranges].filter(([, r]) => !r.result).map(([start, r]) => ({ start, end: r.end }));
+  }
+
+  /** The step's totals; only once complete. */
+  totals(): StepTotals {
+    if (!this.complete) throw new Error('step is not complete');
+    const count = this.batchEnd - this.batchStart;
+    const gradient = new Float32Array(this.sum.length);
+    for (let i = 0; i < gradient.length; i++) gradient[i] = this.sum[i] / count;
+    return {
+      count,
+      gradient,
+      loss: this.lossSum / count,
+      accuracy: this.correct / count,
+      // Pooled in batch order too, so the result does not depend on arrival order.
+      bn: poolMoments(this.layout, [...this.moments].sort((a, b) => a.start - b.start).map((m) => m.part)),
+    };
+  }
+}
+
+const EMPTY = new Float32Array(0);

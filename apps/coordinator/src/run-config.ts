@@ -1,0 +1,47 @@
+import type { ResNetV2Spec } from '@chorus/model';
+import type { OptimizerName } from '@chorus/train';
+
+/** Everything that defines a run's arithmetic; a resumed run must match it exactly. */
+export interface RunConfig {
+  preset: string;
+  spec: ResNetV2Spec;
+  batch: number;
+  steps: number;
+  /** LR at the reference batch of 128 (linear scaling rule). */
+  lr: number;
+  optimizer: OptimizerName;
+  weightDecay: number;
+  warmupSteps: number;
+  schedule: 'constant' | 'cosine' | 'step';
+  bnGroup: number;
+  seed: number;
+  augment: boolean;
+}
+
+/** How the coordinator runs (may change between a run and its resumption). */
+export interface RunOptions {
+  minWorkers: number;
+  evalEvery: number;
+  evalExamples: number;
+  checkpointEvery: number;
+  heartbeatMs: number;
+  /** A worker silent for this long is dropped. */
+  heartbeatTimeoutMs: number;
+  /** Floor of the adaptive per-shard deadline. */
+  minDeadlineMs: number;
+}
+
+export const DEFAULT_RUN_OPTIONS: RunOptions = {
+  minWorkers: 1,
+  evalEvery: 0,
+  evalExamples: 10_000,
+  checkpointEvery: 100,
+  heartbeatMs: 2_000,
+  heartbeatTimeoutMs: 60_000,
+  minDeadlineMs: 5_000,
+};
+
+/** The fields that must match for --resume to continue a run. */
+export function configFingerprint(config: RunConfig): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+}

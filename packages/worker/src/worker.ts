@@ -1,0 +1,318 @@
+import type { ResNetV2Spec } from '@chorus/model';
+import { Replica } from '@chorus/train';
+import {
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  encodeMessage,
+  parseMessage,
+  type Assign,
+  type Evaluate,
+  type Message,
+  type RunDescription,
+  type Update,
+  type Welcome,
+  type WorkerRuntime,
+} from '@chorus/protocol';
+import { backoffDelay } from './backoff.js';
+import { shardImages } from './shard-input.js';
+import type { Connect, Transport } from './transport.js';
+
+export interface WorkerClock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: WorkerClock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export interface WorkerStatus {
+  state: 'connecting' | 'ready' | 'training' | 'evaluating' | 'reconnecting' | 'stopped';
+  workerId: string | null;
+  version: number;
+  stepsDone: number;
+  lastLoss: number | null;
+  lastShard: number;
+  imagesPerSecond: number | null;
+  error?: string;
+}
+
+export interface WorkerOptions {
+  url: string;
+  token: string;
+  connect: Connect;
+  /** What this worker runs on; microBatch is the most examples it runs at once. */
+  runtime: WorkerRuntime;
+  log?: (line: string) => void;
+  onStatus?: (status: WorkerStatus) => void;
+  reconnect?: { initialMs: number; maxMs: number };
+  /**
+   * Test and benchmark knob: after computing a shard, wait (slowdown - 1) x the compute time,
+   * so the worker behaves like a device `slowdown` times slower.
+   */
+  slowdown?: number;
+  /** Browser tabs report whether they are hidden. */
+  isHidden?: () => boolean;
+  clock?: WorkerClock;
+}
+
+/** Close codes after which reconnecting cannot help. */
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CLOSE_CODES.badToken, CLOSE_CODES.badVersion, CLOSE_CODES.shutdown]);
+
+/**
+ * The whole worker, on any platform: join, receive weights, compute gradients and
+ * evaluations of the shards it is assigned, apply updates, send heartbeats, reconnect with
+ * back-off. It owns no optimizer: the coordinator's master weights are the only truth.
+ */
+export class ChorusWorker {
+  private readonly options: WorkerOptions;
+  private readonly clock: WorkerClock;
+  private transport: Transport | null = null;
+  private replica: Replica | null = null;
+  private specJson = '';
+  private run: RunDescription | null = null;
+  private bnStats: Float32Array | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  private stopping = false;
+  private finished!: (error?: Error) => void;
+  private readonly status: WorkerStatus = {
+    state: 'connecting',
+    workerId: null,
+    version: -1,
+    stepsDone: 0,
+    lastLoss: null,
+    lastShard: 0,
+    imagesPerSecond: null,
+  };
+
+  constructor(options: WorkerOptions) {
+    this.options = options;
+    this.clock = options.clock ?? realClock;
+  }
+
+  /** Runs until stop() or a fatal refusal; rejects with the coordinator's reason on the latter. */
+  start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.finished = (error) => {
+        this.setStatus({ state: 'stopped', error: error?.message });
+        this.stopHeartbeat();
+        this.replica?.dispose();
+        this.replica = null;
+        if (error) reject(error);
+        else resolve();
+      };
+      void this.connectLoop();
+    });
+  }
+
+  /** Leaves cleanly: says bye, closes, resolves start(). */
+  stop(reason = 'worker stopped'): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.transport) {
+      this.sendMessage({ type: 'bye', v: PROTOCOL_VERSION, reason });
+      this.transport.close(CLOSE_CODES.normal, reason);
+    }
+    this.finished?.();
+  }
+
+  private log(line: string): void {
+    this.options.log?.(line);
+  }
+
+  private setStatus(patch: Partial<WorkerStatus>): void {
+    Object.assign(this.status, patch);
+    this.options.onStatus?.({ ...this.status });
+  }
+
+  private async connectLoop(): Promise<void> {
+    const { initialMs, maxMs } = this.options.reconnect ?? { initialMs: 500, maxMs: 15_000 };
+    for (let attempt = 0; !this.stopping; attempt++) {
+      if (attempt > 0) {
+        const delay = backoffDelay(attempt - 1, initialMs, maxMs);
+        this.setStatus({ state: 'reconnecting' });
+        this.log(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
+        await this.clock.sleep(delay);
+        if (this.stopping) return;
+      }
+      let closed!: (info: { code: number; reason: string }) => void;
+      const closedPromise = new Promise<{ code: number; reason: string }>((resolve) => (closed = resolve));
+      try {
+        this.transport = await this.options.connect(this.options.url, {
+          onMessage: (frame) => this.onFrame(frame),
+          onClose: (code, reason) => closed({ code, reason }),
+        });
+      } catch (error) {
+        this.log(`cannot reach ${this.options.url}: ${(error as Error).message}`);
+        continue;
+      }
+      this.sendMessage({
+        type: 'hello',
+        v: PROTOCOL_VERSION,
+        token: this.options.token,
+        runtime: this.options.runtime,
+        ...(this.status.workerId ? { workerId: this.status.workerId } : {}),
+      });
+      const { code, reason } = await closedPromise;
+      this.transport = null;
+      this.stopHeartbeat();
+      if (this.stopping) return;
+      if (FATAL_CLOSE_CODES.has(code)) {
+        this.stopping = true;
+        this.finished(new Error(`the coordinator refused this worker: ${reason || `close code ${code}`}`));
+        return;
+      }
+      this.log(`connection closed (${code}${reason ? `: ${reason}` : ''})`);
+      attempt = code === CLOSE_CODES.normal || this.status.state !== 'connecting' ? 0 : attempt;
+    }
+  }
+
+  private sendMessage(message: Message): void {
+    this.transport?.send(encodeMessage(message));
+  }
+
+  private onFrame(frame: Uint8Array): void {
+    let message: Message;
+    try {
+      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20 } : undefined);
+    } catch (error) {
+      this.log(`dropped a bad message from the coordinator: ${(error as Error).message}`);
+      return;
+    }
+    switch (message.type) {
+      case 'welcome':
+        this.enqueue(() => this.onWelcome(message));
+        break;
+      case 'assign':
+        this.enqueue(() => this.onAssign(message));
+        break;
+      case 'update':
+        this.enqueue(() => this.onUpdate(message));
+        break;
+      case 'evaluate':
+        this.enqueue(() => this.onEvaluate(message));
+        break;
+      case 'error':
+        this.log(`coordinator: ${message.code}: ${message.message}`);
+        break;
+      case 'bye':
+        this.log(`coordinator said bye: ${message.reason}`);
+        break;
+      case 'heartbeat':
+        break;
+      default:
+        this.log(`ignored unexpected '${message.type}' message`);
+    }
+  }
+
+  /** Messages are handled strictly in order: an update must land before the next assign. */
+  private enqueue(task: () => Promise<void> | void): void {
+    this.queue = this.queue.then(task).catch((error: unknown) => {
+      const text = error instanceof Error ? error.message : String(error);
+      this.log(`error: ${text}`);
+      this.setStatus({ error: text });
+    });
+  }
+
+  private onWelcome(message: Welcome): void {
+    const specJson = JSON.stringify(message.run.spec);
+    if (!this.replica || specJson !== this.specJson || this.replica.bnGroup !== message.run.bnGroup) {
+      this.replica?.dispose();
+      this.replica = new Replica(message.run.spec as ResNetV2Spec, {
+        microBatch: this.options.runtime.microBatch,
+        bnGroup: message.run.bnGroup,
+      });
+      this.specJson = specJson;
+      if (this.replica.layout.paramCount !== message.run.paramCount) {
+        throw new Error(`model mismatch: coordinator says ${message.run.paramCount} parameters, this build has ${this.replica.layout.paramCount}`);
+      }
+    }
+    this.run = message.run;
+    this.replica.setParams(message.params);
+    this.bnStats = message.bnStats.slice();
+    this.setStatus({ state: 'ready', workerId: message.workerId, version: message.version });
+    this.log(`joined as ${message.workerId} (${message.run.preset}, ${message.run.paramCount} parameters, weights v${message.version})`);
+    this.startHeartbeat(message.run.heartbeatMs);
+  }
+
+  private onUpdate(message: Update): void {
+    if (!this.replica) return;
+    this.replica.setParams(message.params);
+    this.bnStats = message.bnStats.slice();
+    this.setStatus({ version: message.version });
+  }
+
+  private async onAssign(message: Assign): Promise<void> {
+    if (!this.replica) return;
+    if (message.version !== this.status.version) {
+      // Cannot happen on an ordered channel unless the coordinator is confused: say so.
+      this.log(`assignment for weights v${message.version} while holding v${this.status.version}: skipped`);
+      return;
+    }
+    this.setStatus({ state: 'training' });
+    const start = this.clock.now();
+    const images = shardImages(message.pixels, message.indices, message.augmentSeed >= 0 ? message.augmentSeed : null);
+    const result = await this.replica.computeGradients(images, message.labels);
+    let computeMs = this.clock.now() - start;
+    const slowdown = this.options.slowdown ?? 1;
+    if (slowdown > 1) {
+      await this.clock.sleep((slowdown - 1) * computeMs);
+      computeMs *= slowdown;
+    }
+    this.sendMessage({
+      type: 'gradient',
+      v: PROTOCOL_VERSION,
+      step: message.step,
+      shardId: message.shardId,
+      count: result.count,
+      lossSum: result.lossSum,
+      correct: result.correct,
+      computeMs,
+      gradient: result.gradient,
+      bnMoments: result.bn.moments,
+    });
+    this.setStatus({
+      state: 'ready',
+      stepsDone: this.status.stepsDone + 1,
+      lastLoss: result.lossSum / result.count,
+      lastShard: result.count,
+      imagesPerSecond: (result.count * 1000) / computeMs,
+    });
+  }
+
+  private async onEvaluate(message: Evaluate): Promise<void> {
+    if (!this.replica || !this.bnStats) return;
+    this.setStatus({ state: 'evaluating' });
+    const images = shardImages(message.pixels, null, null);
+    const result = await this.replica.evaluate(images, message.labels, this.bnStats);
+    this.sendMessage({
+      type: 'evalResult',
+      v: PROTOCOL_VERSION,
+      evalId: message.evalId,
+      shardId: message.shardId,
+      count: result.count,
+      lossSum: result.lossSum,
+      correct: result.correct,
+    });
+    this.setStatus({ state: 'ready' });
+  }
+
+  private startHeartbeat(intervalMs: number): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => {
+      this.sendMessage({
+        type: 'heartbeat',
+        v: PROTOCOL_VERSION,
+        time: Date.now(),
+        ...(this.options.isHidden ? { hidden: this.options.isHidden() } : {}),
+      });
+    }, intervalMs);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+}
