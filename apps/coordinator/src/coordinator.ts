@@ -60,6 +60,9 @@ export interface StepRecord {
   seconds: number;
   imagesPerSecond: number;
   workers: number;
+  /** Examples whose gradients were reduced (the accepted shards' counts). */
+  examples: number;
+  shards: number;
 }
 
 export interface EvalRecord {
@@ -488,6 +491,8 @@ export class Coordinator {
       seconds,
       imagesPerSecond: totals.count / seconds,
       workers: ready.length,
+      examples: totals.examples,
+      shards: totals.shards,
     };
     this.history.steps.push(record);
     if (this.history.steps.length > 20_000) this.history.steps.splice(0, 5_000);
@@ -614,6 +619,7 @@ export class Coordinator {
         bytesOut: w.conn?.bytesOut ?? null,
       })),
       events: this.history.events.slice(-200),
+      recentSteps: this.history.steps.slice(-200),
     };
   }
 }

@@ -12,6 +12,9 @@ export interface ShardResult {
 
 export interface StepTotals {
   count: number;
+  /** Examples in the shards accepted: equals count unless a shard was lost or double counted. */
+  examples: number;
+  shards: number;
   /** Mean gradient over the global batch. */
   gradient: Float32Array;
   loss: number;
@@ -36,6 +39,8 @@ export class StepReducer {
   private readonly batchStart: number;
   private readonly batchEnd: number;
   private lossSum = 0;
+  private examples = 0;
+  private shardsAccepted = 0;
   private correct = 0;
   private readonly moments: { start: number; part: BnMoments }[] = [];
 
@@ -77,6 +82,8 @@ export class StepReducer {
     if (!range || range.end !== end || range.result) return false;
     if (result.count !== end - start) throw new Error(`shard [${start}, ${end}) reported ${result.count} examples`);
     range.result = result;
+    this.examples += result.count;
+    this.shardsAccepted++;
     this.lossSum += result.lossSum;
     this.correct += result.correct;
     this.moments.push({ start, part: { count: result.count, moments: result.bnMoments } });
@@ -114,6 +121,8 @@ export class StepReducer {
     for (let i = 0; i < gradient.length; i++) gradient[i] = this.sum[i] / count;
     return {
       count,
+      examples: this.examples,
+      shards: this.shardsAccepted,
       gradient,
       loss: this.lossSum / count,
       accuracy: this.correct / count,

@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
+import { StepReducer, type ShardResult } from '../src/reducer.js';
+
+const layout = weightLayout(buildGraph(PRESETS.tiny));
+const P = layout.paramCount;
+
+function shard(count: number, fill: number): ShardResult {
+  const bnMoments = new Float32Array(layout.bnStatCount);
+  bnMoments.fill(fill, 0, layout.bnStatCount / 2);
+  bnMoments.fill(1, layout.bnStatCount / 2);
+  // Workers send sums over their examples: a per-example gradient of `fill` everywhere.
+  return { count, lossSum: count * fill, correct: count, gradient: new Float32Array(P).fill(count * fill), bnMoments };
+}
+
+test('sums every range once, in batch order, and takes the mean', () => {
+  const r = new StepReducer(layout, 16);
+  r.expect(0, 8);
+  r.expect(8, 16);
+  assert.equal(r.accept(8, 16, shard(8, 3)), true);
+  assert.equal(r.complete, false);
+  assert.equal(r.accept(0, 8, shard(8, 1)), true);
+  assert.equal(r.complete, true);
+  const t = r.totals();
+  assert.equal(t.count, 16);
+  assert.equal(t.examples, 16);
+  assert.equal(t.gradient[0], (8 * 1 + 8 * 3) / 16);
+  assert.equal(t.loss, 2);
+  // Pooled BN moments: mean 2, variance 1 + spread of the part means (1) = 2.
+  assert.equal(t.bn.moments[0], 2);
+  assert.equal(t.bn.moments[layout.bnStatCount / 2], 2);
+});
+
+test('a duplicate, unknown or mismatched reply changes nothing', () => {
+  const r = new StepReducer(layout, 16);
+  r.expect(0, 16);
+  assert.equal(r.accept(0, 8, shard(8, 1)), false);
+  assert.equal(r.accept(4, 16, shard(12, 1)), false);
+  assert.equal(r.accept(0, 16, shard(16, 1)), true);
+  assert.equal(r.accept(0, 16, shard(16, 5)), false);
+  assert.equal(r.totals().gradient[0], 1);
+  assert.throws(() => r.expect(8, 12), /overlaps/);
+});
+
+test('a withdrawn range can be re-planned in pieces; its old answer is then refused', () => {
+  const r = new StepReducer(layout, 24);
+  r.expect(0, 8);
+  r.expect(8, 24);
+  r.withdraw(8);
+  r.expect(8, 16);
+  r.expect(16, 24);
+  assert.equal(r.accept(8, 24, shard(16, 9)), false, 'the late answer of the lost worker');
+  r.accept(0, 8, shard(8, 1));
+  r.accept(16, 24, shard(8, 1));
+  assert.deepEqual(r.pending(), [{ start: 8, end: 16 }]);
+  r.accept(8, 16, shard(8, 1));
+  assert.equal(r.totals().gradient[0], 1);
+  assert.equal(r.totals().shards, 3);
+  assert.throws(() => r.withdraw(0), /not pending/);
+});
+
+test('the result does not depend on arrival order, bit for bit', () => {
+  const parts = [0, 1, 2, 3].map((i) => {
+    const s = shard(8, 0);
+    s.gradient = new Float32Array(P).map((_, j) => Math.sin(i * 7 + j) * 10 ** (i - 2));
+    return s;
+  });
+  const run = (order: number[]) => {
+    const r = new StepReducer(layout, 32);
+    for (let i = 0; i < 4; i++) r.expect(i * 8, i * 8 + 8);
+    for (const i of order) r.accept(i * 8, i * 8 + 8, { ...parts[i], gradient: parts[i].gradient.slice() });
+    return r.totals().gradient;
+  };
+  assert.deepEqual(run([3, 1, 0, 2]), run([0, 1, 2, 3]));
+});
