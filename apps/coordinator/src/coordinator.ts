@@ -545,7 +545,13 @@ export class Coordinator {
       return;
     }
     const plans = planShards(start, end, workers.map((w) => ({ id: w.id, imagesPerSecond: w.speed ?? 1 })), { bnGroup: 1, minGroups: 1 });
-    for (const plan of plans) {
+    // Pieces of at most one training batch: frames stay small and a lost worker loses little.
+    const pieces = plans.flatMap((plan) => {
+      const out: typeof plans = [];
+      for (let s = plan.start; s < plan.end; s += this.config.batch) out.push({ ...plan, start: s, end: Math.min(plan.end, s + this.config.batch) });
+      return out;
+    });
+    for (const plan of pieces) {
       const indices = Int32Array.from({ length: plan.end - plan.start }, (_, i) => plan.start + i);
       const { pixels, labels } = gatherExamples(this.deps.data.test, indices);
       const id = this.nextShardId++;
