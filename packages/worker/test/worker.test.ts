@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { PRESETS, buildGraph, initialBnStats, initialParams, weightLayout } from '@chorus/model';
+import { CLOSE_CODES, PROTOCOL_VERSION, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
+import { ChorusWorker, type Connect, type TransportEvents } from '../src/index.js';
+
+await tf.setBackend('cpu');
+const spec = PRESETS.tiny;
+const layout = weightLayout(buildGraph(spec));
+const runtime = { kind: 'node' as const, backend: 'cpu', device: 'test', cores: 1, microBatch: 8, agent: 'test' };
+
+/** An in-memory coordinator end: records what the worker sends and lets the test reply. */
+class FakeLink {
+  sent: Message[] = [];
+  events: TransportEvents | null = null;
+  connects = 0;
+  refuse = false;
+  readonly connect: Connect = async (_url, events) => {
+    this.connects++;
+    if (this.refuse) throw new Error('connection refused');
+    this.events = events;
+    return {
+      send: (frame) => this.sent.push(parseMessage(frame)),
+      close: (code, reason) => queueMicrotask(() => events.onClose(code ?? 1000, reason ?? '')),
+    };
+  };
+  deliver(message: Message): void {
+    this.events!.onMessage(encodeMessage(message));
+  }
+  async next(type: Message['type'], timeoutMs = 20_000): Promise<Message> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.sent.findIndex((m) => m.type === type);
+      if (i >= 0) return this.sent.splice(i, 1)[0];
+      if (Date.now() > deadline) throw new Error(`no ${type} sent`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+const welcome = (version = 0): Message => ({
+  type: 'welcome',
+  v: PROTOCOL_VERSION,
+  workerId: 'w7',
+  run: { preset: 'tiny', spec, paramCount: layout.paramCount, bnStatCount: layout.bnStatCount, bnGroup: 4, codec: 'fp32', heartbeatMs: 50 },
+  version,
+  params: initialParams(layout, 1),
+  bnStats: initialBnStats(layout),
+});
+
+function shardOf(count: number) {
+  return {
+    indices: Int32Array.from({ length: count }, (_, i) => i * 3),
+    labels: Uint8Array.from({ length: count }, (_, i) => i % 10),
+    pixels: new Uint8Array(count * 3072).map((_, i) => (i * 7) % 256),
+  };
+}
+
+test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', async () => {
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  const hello = await link.next('hello');
+  assert.equal(hello.type === 'hello' && hello.token, 'tok');
+  link.deliver(welcome());
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 0, version: 0, shardId: 5, augmentSeed: 9, ...shardOf(12) });
+  const g = await link.next('gradient');
+  assert.ok(g.type === 'gradient');
+  assert.equal(g.shardId, 5);
+  assert.equal(g.count, 12);
+  assert.equal(g.gradient.length, layout.paramCount);
+  assert.ok(g.gradient.every(Number.isFinite) && g.gradient.some((v) => v !== 0));
+  // An assignment for weights it does not hold is skipped, not computed on stale weights.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 1, version: 1, shardId: 6, augmentSeed: 9, ...shardOf(4) });
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 1, params: initialParams(layout, 2), bnStats: initialBnStats(layout) });
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 1, version: 1, shardId: 7, augmentSeed: 9, ...shardOf(4) });
+  const g2 = await link.next('gradient');
+  assert.ok(g2.type === 'gradient' && g2.shardId === 7);
+  assert.equal(link.sent.filter((m) => m.type === 'gradient').length, 0, 'the stale assignment was not answered');
+  link.deliver({ type: 'evaluate', v: PROTOCOL_VERSION, evalId: 1, shardId: 8, version: 1, labels: shardOf(6).labels, pixels: shardOf(6).pixels });
+  const ev = await link.next('evalResult');
+  assert.ok(ev.type === 'evalResult' && ev.count === 6 && ev.correct <= 6);
+  await link.next('heartbeat');
+  worker.stop('done');
+  await running;
+  assert.ok(link.sent.some((m) => m.type === 'bye'));
+});
+
+test('reconnects with back-off after a dropped connection and presents its id', async () => {
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  await link.next('hello');
+  link.deliver(welcome());
+  await new Promise((r) => setTimeout(r, 20));
+  link.refuse = true;
+  link.events!.onClose(1006, 'network lost');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(link.connects >= 3, `tried again: ${link.connects} connects`);
+  link.refuse = false;
+  const hello = await link.next('hello');
+  assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
+  worker.stop();
+  await running;
+});
+
+test('a refused token stops the worker with the coordinator\'s reason', async () => {
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'bad', connect: link.connect, runtime });
+  const running = worker.start();
+  await link.next('hello');
+  link.events!.onClose(CLOSE_CODES.badToken, 'wrong join token');
+  await assert.rejects(running, /refused this worker: wrong join token/);
+  assert.equal(link.connects, 1);
+});
