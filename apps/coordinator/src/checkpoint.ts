@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { syncDir, writeFully } from './durable-fs.js';
 import { join } from 'node:path';
 import type { OptimizerState } from '@chorus/train';
 
@@ -192,29 +193,6 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
   return state;
 }
 
-async function writeFully(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.byteLength) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
-    if (bytesWritten <= 0) throw new Error('checkpoint: write made no progress');
-    done += bytesWritten;
-  }
-}
-
-/** fsync a directory so a rename in it is durable; a no-op where directories cannot be opened (Windows). */
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EACCES') throw err;
-  } finally {
-    await fh?.close();
-  }
-}
-
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -262,9 +240,9 @@ export class CheckpointStore {
       try {
         for (const chunk of [head, ...[state.params, state.bnStats, ...state.optimizer.slots].map(float32Bytes)]) {
           hash.update(chunk);
-          await writeFully(fh, chunk);
+          await writeFully(fh, chunk, 'checkpoint write');
         }
-        await writeFully(fh, hash.digest());
+        await writeFully(fh, hash.digest(), 'checkpoint write');
         await fh.sync();
       } finally {
         await fh.close();

@@ -10,7 +10,7 @@ import {
   type Hello,
   type Message,
 } from '@chorus/protocol';
-import { createOptimizer, learningRate, updateRunningStats, type Optimizer } from '@chorus/train';
+import { createOptimizer, learningRate, scheduleOf, updateRunningStats, type Optimizer } from '@chorus/train';
 import type { CheckpointStore } from './checkpoint.js';
 import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
@@ -471,10 +471,7 @@ export class Coordinator {
 
   private finishStep(current: StepInFlight): void {
     const totals = current.reducer.totals();
-    const lr = learningRate(
-      { baseLr: this.config.lr, batch: this.config.batch, warmupSteps: this.config.warmupSteps, totalSteps: this.config.steps, kind: this.config.schedule },
-      current.step,
-    );
+    const lr = learningRate(scheduleOf(this.config), current.step);
     this.optimizer.apply(this.params, totals.gradient, lr);
     updateRunningStats(this.bnStats, totals.bn.moments, BN_MOMENTUM);
     this.step = current.step + 1;

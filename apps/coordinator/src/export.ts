@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
+import { syncDir, writeFileDurably } from './durable-fs.js';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildGraph, createResNetV2, weightLayout, writeLayersModelWeights, type ResNetV2Spec } from '@chorus/model';
@@ -12,36 +13,6 @@ export interface ExportResult {
 }
 
 const WEIGHTS_PATTERN = /^weights-[0-9a-f]{16}\.bin$/;
-
-async function writeFileDurably(path: string, chunks: readonly Uint8Array[]): Promise<void> {
-  const fh = await open(path, 'wx');
-  try {
-    for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.byteLength) {
-        const { bytesWritten } = await fh.write(chunk, done, chunk.byteLength - done);
-        if (bytesWritten <= 0) throw new Error(`export: write to ${path} made no progress`);
-        done += bytesWritten;
-      }
-    }
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EACCES') throw err;
-  } finally {
-    await fh?.close();
-  }
-}
 
 /** Writes files atomically: each to a temp name in `dir`, fsync'd, then renamed in the given order. */
 async function writeAtomically(dir: string, files: { name: string; chunks: readonly Uint8Array[] }[]): Promise<void> {

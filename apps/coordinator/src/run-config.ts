@@ -1,21 +1,8 @@
-import type { ResNetV2Spec } from '@chorus/model';
-import type { OptimizerName } from '@chorus/train';
+import type { TrainingConfig } from '@chorus/train';
 
 /** Everything that defines a run's arithmetic; a resumed run must match it exactly. */
-export interface RunConfig {
+export interface RunConfig extends TrainingConfig {
   preset: string;
-  spec: ResNetV2Spec;
-  batch: number;
-  steps: number;
-  /** LR at the reference batch of 128 (linear scaling rule). */
-  lr: number;
-  optimizer: OptimizerName;
-  weightDecay: number;
-  warmupSteps: number;
-  schedule: 'constant' | 'cosine' | 'step';
-  bnGroup: number;
-  seed: number;
-  augment: boolean;
 }
 
 /** How the coordinator runs (may change between a run and its resumption). */

@@ -7,30 +7,19 @@ import {
   type Cifar10,
   type Cifar10Split,
 } from '@chorus/data';
-import { BN_MOMENTUM, initialBnStats, initialParams, type ResNetV2Spec } from '@chorus/model';
+import { BN_MOMENTUM, initialBnStats, initialParams } from '@chorus/model';
 import {
   Replica,
   createOptimizer,
   learningRate,
+  scheduleOf,
   updateRunningStats,
   type EvalResult,
-  type OptimizerName,
+  type TrainingConfig,
 } from '@chorus/train';
 
-export interface LocalTrainingConfig {
-  spec: ResNetV2Spec;
-  steps: number;
-  batch: number;
-  /** LR at the reference batch of 128 (linear scaling rule). */
-  lr: number;
-  optimizer: OptimizerName;
-  weightDecay: number;
-  warmupSteps: number;
-  schedule: 'constant' | 'cosine' | 'step';
-  bnGroup: number;
+export interface LocalTrainingConfig extends TrainingConfig {
   microBatch: number;
-  seed: number;
-  augment: boolean;
   /** Evaluate on the test set every this many steps (0: only at the end). */
   evalEvery: number;
   /** How many test examples an evaluation uses (the first N of the test set). */
@@ -90,13 +79,7 @@ export async function trainLocally(
   const bnStats = initialBnStats(layout);
   const optimizer = createOptimizer(config.optimizer, layout, { weightDecay: config.weightDecay });
   const sampler = new EpochSampler({ datasetSize: data.train.count, globalBatch: config.batch, seed: config.seed });
-  const schedule = {
-    baseLr: config.lr,
-    batch: config.batch,
-    warmupSteps: config.warmupSteps,
-    totalSteps: config.steps,
-    kind: config.schedule,
-  };
+  const schedule = scheduleOf(config);
   const evaluate = async (step: number): Promise<EvalReport> => {
     const count = Math.min(config.evalExamples, data.test.count);
     const indices = Int32Array.from({ length: count }, (_, i) => i);
