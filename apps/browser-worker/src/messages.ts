@@ -1,0 +1,88 @@
+/**
+ * What the page and its Web Worker say to each other (postMessage). The Web Worker owns
+ * everything that trains (tfjs, the backend, the ChorusWorker runtime, the WebSocket); the
+ * page only starts it, forwards visibility and the Leave button, and shows what it reports.
+ */
+import type { WorkerStatus } from '@chorus/worker';
+
+/** The backends a tab tries, best first. */
+export const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
+export type BrowserBackendName = (typeof BROWSER_BACKENDS)[number];
+
+export interface JoinOptions {
+  /** ws(s)://host/ws, derived from the page's location. */
+  url: string;
+  token: string;
+  /** Take only this backend (?backend=...), failing visibly when it cannot be had. */
+  backend: BrowserBackendName | null;
+  /** ?selftest: choose a backend, then only compute gradients on request (tests); never join. */
+  selftest: boolean;
+  /** Most examples per forward/backward pass (?micro-batch=N); default by backend. */
+  microBatch: number | null;
+}
+
+/** A WebGPU adapter as the browser describes it. */
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+}
+
+export interface BackendReport {
+  name: BrowserBackendName;
+  /** tf.getBackend() after the choice. */
+  tfBackend: string;
+  /** What computes, as sent to the coordinator in runtime.device. */
+  device: string;
+  adapter: AdapterDescription | null;
+  microBatch: number;
+  /** Better backends passed over, and why. */
+  skipped: { name: BrowserBackendName; reason: string }[];
+}
+
+export interface MemoryReport {
+  numTensors: number;
+  numBytes: number;
+}
+
+/** A shard to compute in ?selftest mode, exactly as a worker computes an `assign`. */
+export interface GradientRequest {
+  spec: unknown;
+  bnGroup: number;
+  microBatch: number;
+  params: Float32Array;
+  /** Raw CIFAR-10 pixels, 3072 per example (channel planes), as in `assign`. */
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  indices: Int32Array;
+  /** -1: no augmentation. */
+  augmentSeed: number;
+}
+
+export interface GradientReply {
+  count: number;
+  lossSum: number;
+  correct: number;
+  gradient: Float32Array;
+  bnMoments: Float32Array;
+  /** tf.memory().numTensors before and after the computation. */
+  tensorsBefore: number;
+  tensorsAfter: number;
+}
+
+export type PageToWorker =
+  | { type: 'start'; options: JoinOptions; hidden: boolean }
+  | { type: 'visibility'; hidden: boolean }
+  | { type: 'leave'; reason: string }
+  | { type: 'gradient'; id: number; request: GradientRequest };
+
+export type WorkerToPage =
+  | { type: 'phase'; phase: 'selecting-backend' | 'selftest-ready' | 'joining' }
+  | { type: 'backend'; report: BackendReport }
+  | { type: 'status'; status: WorkerStatus; memory: MemoryReport; tensorsPerShard: number[] }
+  | { type: 'log'; line: string }
+  | { type: 'stopped'; error: string | null }
+  | { type: 'fatal'; error: string }
+  | { type: 'gradient'; id: number; reply: GradientReply | null; error: string | null };

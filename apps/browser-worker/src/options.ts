@@ -1,0 +1,51 @@
+/** Pure helpers shared by the page and the Web Worker (no DOM access: unit-tested in Node). */
+import { BROWSER_BACKENDS, type BrowserBackendName, type JoinOptions } from './messages.js';
+
+/** The coordinator's WebSocket endpoint for a page it served: same host, ws(s)://host/ws. */
+export function webSocketUrl(location: { protocol: string; host: string }): string {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+/** Reads the join link's query (?token=...&backend=...&selftest&micro-batch=N). */
+export function parseJoinOptions(location: { protocol: string; host: string; search: string }): JoinOptions {
+  const query = new URLSearchParams(location.search);
+  const backend = query.get('backend');
+  if (backend !== null && !(BROWSER_BACKENDS as readonly string[]).includes(backend)) {
+    throw new Error(`unknown backend '${backend}' in the link; choose one of: ${BROWSER_BACKENDS.join(', ')}`);
+  }
+  const selftest = query.has('selftest');
+  const token = query.get('token') ?? '';
+  if (!token && !selftest) throw new Error('this link has no join token: open the /join?token=... link the coordinator printed');
+  const rawMicro = query.get('micro-batch');
+  let microBatch: number | null = null;
+  if (rawMicro !== null) {
+    microBatch = Number(rawMicro);
+    if (!Number.isInteger(microBatch) || microBatch < 1) throw new Error(`micro-batch must be a positive integer, got '${rawMicro}'`);
+  }
+  return { url: webSocketUrl(location), token, backend: backend as BrowserBackendName | null, selftest, microBatch };
+}
+
+/**
+ * Most examples a tab runs through the model at once. GPU backends take 64; WASM and the
+ * plain JavaScript backend 32 (WASM's heap is the limit, and smaller passes keep a CPU tab
+ * responsive). Larger shards are micro-batched on BatchNorm group boundaries.
+ */
+export function browserMicroBatch(backend: string): number {
+  return backend === 'webgpu' || backend === 'webgl' ? 64 : 32;
+}
+
+/** The user agent for runtime.agent, cut to a length that reads well in logs. */
+export function agentString(userAgent: string, max = 160): string {
+  const ua = userAgent.trim();
+  return ua.length <= max ? ua : `${ua.slice(0, max - 1)}…`;
+}
+
+/** A WebSocket close reason must fit in 123 UTF-8 bytes, or close() throws. */
+export function closeReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.length <= 123) return reason;
+  let cut = 120;
+  // Do not split a UTF-8 sequence: back up to a lead byte.
+  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
+  return `${new TextDecoder().decode(bytes.subarray(0, cut))}...`;
+}

@@ -1,0 +1,264 @@
+/**
+ * The /join page: starts the training Web Worker (worker.js), forwards the tab's visibility
+ * and the Leave button to it, and shows what it reports. No training or protocol logic here.
+ *
+ * For tests and diagnostics the page exposes `window.chorus` (see ChorusTab): its state, and in
+ * ?selftest mode `computeGradient`, which runs one shard through the Web Worker's Replica.
+ */
+import type { WorkerStatus } from '@chorus/worker';
+import type { BackendReport, GradientRequest, JoinOptions, MemoryReport, PageToWorker, WorkerToPage } from './messages.js';
+import { parseJoinOptions } from './options.js';
+
+export interface TabState {
+  phase: 'starting' | 'selecting-backend' | 'selftest-ready' | 'joining' | 'joined' | 'reconnecting' | 'leaving' | 'left' | 'failed';
+  backend: BackendReport | null;
+  status: WorkerStatus | null;
+  memory: MemoryReport | null;
+  /** tf.memory().numTensors after each shard (newest last): flat when nothing leaks. */
+  tensorsPerShard: number[];
+  hidden: boolean;
+  /** The run's global batch (from /api/status), for the share shown. */
+  batch: number | null;
+  error: string | null;
+  log: string[];
+}
+
+/** A shard for ?selftest mode; arrays may be plain number arrays (easy to pass from a test). */
+export interface GradientRequestInput {
+  spec: unknown;
+  bnGroup: number;
+  microBatch: number;
+  params: ArrayLike<number>;
+  pixels: ArrayLike<number>;
+  labels: ArrayLike<number>;
+  indices: ArrayLike<number>;
+  augmentSeed: number;
+}
+
+export interface GradientResult {
+  count: number;
+  lossSum: number;
+  correct: number;
+  gradient: number[];
+  bnMoments: number[];
+  tensorsBefore: number;
+  tensorsAfter: number;
+}
+
+export interface ChorusTab {
+  readonly state: TabState;
+  leave(): void;
+  computeGradient(request: GradientRequestInput): Promise<GradientResult>;
+}
+
+declare global {
+  interface Window {
+    chorus: ChorusTab;
+  }
+}
+
+const state: TabState = {
+  phase: 'starting',
+  backend: null,
+  status: null,
+  memory: null,
+  tensorsPerShard: [],
+  hidden: document.visibilityState === 'hidden',
+  batch: null,
+  error: null,
+  log: [],
+};
+
+const $ = (id: string) => document.getElementById(id)!;
+const leaveButton = $('leave') as HTMLButtonElement;
+let worker: Worker | null = null;
+let nextRequestId = 1;
+const pending = new Map<number, { resolve: (r: GradientResult) => void; reject: (e: Error) => void }>();
+
+function send(message: PageToWorker, transfer: Transferable[] = []): void {
+  worker?.postMessage(message, transfer);
+}
+
+function log(line: string): void {
+  state.log.push(`${new Date().toLocaleTimeString()} ${line}`);
+  if (state.log.length > 300) state.log.shift();
+  const box = $('log');
+  box.textContent = state.log.join('\n');
+  box.scrollTop = box.scrollHeight;
+}
+
+function fail(error: string): void {
+  state.phase = 'failed';
+  state.error = error;
+  log(`error: ${error}`);
+  for (const p of pending.values()) p.reject(new Error(error));
+  pending.clear();
+  worker?.terminate();
+  worker = null;
+  render();
+}
+
+const PHASE_TEXT: Record<TabState['phase'], string> = {
+  starting: 'starting',
+  'selecting-backend': 'choosing a backend (running a test training step)',
+  'selftest-ready': 'self-test mode: backend ready, not joining',
+  joining: 'connecting to the coordinator',
+  joined: 'joined',
+  reconnecting: 'connection lost: reconnecting',
+  leaving: 'leaving',
+  left: 'left the run',
+  failed: 'failed',
+};
+
+function render(): void {
+  const s = state.status;
+  const phase = state.phase === 'joined' && s ? `${PHASE_TEXT.joined}: ${s.state}` : PHASE_TEXT[state.phase];
+  $('phase').textContent = phase;
+  const b = state.backend;
+  if (b) {
+    $('backend').textContent = b.tfBackend;
+    $('device').textContent = `${b.device} (micro-batch ${b.microBatch})`;
+    $('adapter').textContent = b.adapter
+      ? `vendor: ${b.adapter.vendor || '?'}, architecture: ${b.adapter.architecture || '?'}, description: ${b.adapter.description || '?'}, ` +
+        `isFallbackAdapter: ${b.adapter.isFallbackAdapter}`
+      : 'none (not WebGPU)';
+  }
+  if (s) {
+    $('worker-id').textContent = s.workerId ?? '-';
+    $('steps').textContent = String(s.stepsDone);
+    $('speed').textContent = s.imagesPerSecond === null ? '-' : `${s.imagesPerSecond.toFixed(1)} images/s`;
+    $('share').textContent = s.lastShard
+      ? `${s.lastShard} images${state.batch ? ` (${((100 * s.lastShard) / state.batch).toFixed(1)}% of batch ${state.batch})` : ''}`
+      : '-';
+    $('loss').textContent = s.lastLoss === null ? '-' : s.lastLoss.toFixed(4);
+  }
+  if (state.memory) $('tensors').textContent = `${state.memory.numTensors} (${(state.memory.numBytes / 2 ** 20).toFixed(1)} MiB)`;
+  $('error').textContent = state.error ?? '';
+  $('note').textContent = state.hidden && state.phase === 'joined' ? 'This tab is hidden: the browser throttles it, so the coordinator gives it only a token share.' : '';
+  leaveButton.disabled = !(state.phase === 'joining' || state.phase === 'joined' || state.phase === 'reconnecting');
+  document.title = `Chorus: ${phase}`;
+}
+
+async function fetchBatch(): Promise<void> {
+  try {
+    const response = await fetch('/api/status');
+    const body = (await response.json()) as { batch?: unknown };
+    if (typeof body.batch === 'number') state.batch = body.batch;
+    render();
+  } catch {
+    // Only for the share shown; the run does not need it.
+  }
+}
+
+function onWorkerMessage(message: WorkerToPage): void {
+  switch (message.type) {
+    case 'phase':
+      state.phase = message.phase;
+      if (message.phase === 'selftest-ready') log('self-test mode: call window.chorus.computeGradient(...)');
+      break;
+    case 'backend':
+      state.backend = message.report;
+      for (const s of message.report.skipped) log(`skipped ${s.name}: ${s.reason}`);
+      log(`backend: ${message.report.tfBackend} (${message.report.device})`);
+      break;
+    case 'status': {
+      const first = state.status?.workerId == null && message.status.workerId != null;
+      state.status = message.status;
+      state.memory = message.memory;
+      state.tensorsPerShard = message.tensorsPerShard;
+      if (state.phase !== 'leaving' && state.phase !== 'left') {
+        state.phase = message.status.state === 'reconnecting' ? 'reconnecting' : message.status.workerId ? 'joined' : 'joining';
+      }
+      if (first) void fetchBatch();
+      break;
+    }
+    case 'log':
+      log(message.line);
+      break;
+    case 'stopped':
+      state.phase = 'left';
+      if (message.error) state.error = message.error;
+      log('left the run');
+      worker?.terminate();
+      worker = null;
+      break;
+    case 'fatal':
+      fail(message.error);
+      return;
+    case 'gradient': {
+      const p = pending.get(message.id);
+      pending.delete(message.id);
+      if (!p) break;
+      if (message.reply) {
+        const r = message.reply;
+        p.resolve({ ...r, gradient: Array.from(r.gradient), bnMoments: Array.from(r.bnMoments) });
+      } else {
+        p.reject(new Error(message.error ?? 'gradient failed'));
+      }
+      break;
+    }
+  }
+  render();
+}
+
+function leave(reason = 'left from the page'): void {
+  if (!worker || state.phase === 'left' || state.phase === 'leaving') return;
+  state.phase = 'leaving';
+  send({ type: 'leave', reason });
+  render();
+}
+
+function computeGradient(input: GradientRequestInput): Promise<GradientResult> {
+  if (!worker) return Promise.reject(new Error('no Web Worker is running'));
+  const request: GradientRequest = {
+    spec: input.spec,
+    bnGroup: input.bnGroup,
+    microBatch: input.microBatch,
+    params: Float32Array.from(input.params),
+    pixels: Uint8Array.from(input.pixels),
+    labels: Uint8Array.from(input.labels),
+    indices: Int32Array.from(input.indices),
+    augmentSeed: input.augmentSeed,
+  };
+  const id = nextRequestId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    send({ type: 'gradient', id, request }, [request.params.buffer, request.pixels.buffer]);
+  });
+}
+
+function main(): void {
+  window.chorus = {
+    get state() {
+      return state;
+    },
+    leave,
+    computeGradient,
+  };
+  let options: JoinOptions;
+  try {
+    options = parseJoinOptions(location);
+  } catch (error) {
+    fail((error as Error).message);
+    return;
+  }
+  leaveButton.addEventListener('click', () => leave());
+  document.addEventListener('visibilitychange', () => {
+    state.hidden = document.visibilityState === 'hidden';
+    send({ type: 'visibility', hidden: state.hidden });
+    render();
+  });
+  // Closing the tab: say bye if the Web Worker still gets the chance (the socket closes anyway).
+  window.addEventListener('pagehide', () => leave('the tab was closed'));
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'chorus-training' });
+  worker.onmessage = (event: MessageEvent<WorkerToPage>) => onWorkerMessage(event.data);
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    fail(`the training Web Worker failed: ${event.message || 'it could not be loaded (see the browser console)'}`);
+  };
+  if (!globalThis.crossOriginIsolated) log('note: this page is not cross-origin isolated, so WebAssembly runs single-threaded');
+  send({ type: 'start', options, hidden: state.hidden });
+  render();
+}
+
+main();

@@ -1,0 +1,140 @@
+/**
+ * The tab's Web Worker (a module worker): chooses a tfjs backend, then runs the shared worker
+ * runtime (@chorus/worker's ChorusWorker) over the browser WebSocket transport. Training here
+ * keeps the page responsive; the page and this worker talk only by postMessage.
+ */
+/// <reference lib="webworker" />
+import * as tf from '@tensorflow/tfjs';
+import { Replica } from '@chorus/train';
+import { ChorusWorker, shardImages, type WorkerStatus } from '@chorus/worker';
+import type { ResNetV2Spec } from '@chorus/model';
+import { selectBrowserBackend } from './backends.js';
+import { connectBrowserWebSocket } from './browser-transport.js';
+import type { GradientReply, GradientRequest, JoinOptions, PageToWorker, WorkerToPage } from './messages.js';
+import { agentString } from './options.js';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+function post(message: WorkerToPage, transfer: Transferable[] = []): void {
+  self.postMessage(message, transfer);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+let hidden = false;
+let worker: ChorusWorker | null = null;
+let started = false;
+let leaving: string | null = null;
+/** tf.memory().numTensors after each shard, newest last: flat when nothing leaks. */
+const tensorsPerShard: number[] = [];
+let lastStepsDone = 0;
+/** Selftest requests run one at a time, in order. */
+let selftestQueue: Promise<void> = Promise.resolve();
+
+function memory() {
+  const m = tf.memory();
+  return { numTensors: m.numTensors, numBytes: m.numBytes };
+}
+
+function onStatus(status: WorkerStatus): void {
+  if (status.stepsDone !== lastStepsDone) {
+    lastStepsDone = status.stepsDone;
+    tensorsPerShard.push(tf.memory().numTensors);
+    if (tensorsPerShard.length > 200) tensorsPerShard.shift();
+  }
+  post({ type: 'status', status, memory: memory(), tensorsPerShard: [...tensorsPerShard] });
+}
+
+async function start(options: JoinOptions): Promise<void> {
+  tf.env().set('PROD', true);
+  post({ type: 'phase', phase: 'selecting-backend' });
+  const report = await selectBrowserBackend({
+    force: options.backend,
+    // worker.js and the .wasm files are in the same folder.
+    wasmPaths: new URL('./', self.location.href).href,
+    microBatch: options.microBatch,
+    log: (line) => post({ type: 'log', line }),
+  });
+  post({ type: 'backend', report });
+  if (options.selftest) {
+    post({ type: 'phase', phase: 'selftest-ready' });
+    return;
+  }
+  if (leaving !== null) return post({ type: 'stopped', error: null });
+  post({ type: 'phase', phase: 'joining' });
+  worker = new ChorusWorker({
+    url: options.url,
+    token: options.token,
+    connect: connectBrowserWebSocket,
+    runtime: {
+      kind: 'browser',
+      backend: report.tfBackend,
+      device: report.device.slice(0, 500),
+      cores: Math.max(1, Math.min(4096, navigator.hardwareConcurrency || 1)),
+      microBatch: report.microBatch,
+      agent: agentString(navigator.userAgent),
+    },
+    isHidden: () => hidden,
+    onStatus,
+    log: (line) => post({ type: 'log', line }),
+  });
+  const running = worker.start();
+  await running;
+  post({ type: 'stopped', error: null });
+}
+
+/** ?selftest: the gradient of one shard, computed exactly as ChorusWorker computes an assign. */
+async function computeGradient(request: GradientRequest): Promise<GradientReply> {
+  const tensorsBefore = tf.memory().numTensors;
+  const replica = new Replica(request.spec as ResNetV2Spec, { microBatch: request.microBatch, bnGroup: request.bnGroup });
+  let result: Awaited<ReturnType<Replica['computeGradients']>>;
+  try {
+    replica.setParams(request.params);
+    const images = shardImages(request.pixels, request.indices, request.augmentSeed >= 0 ? request.augmentSeed : null);
+    result = await replica.computeGradients(images, request.labels);
+  } finally {
+    replica.dispose();
+  }
+  return {
+    count: result.count,
+    lossSum: result.lossSum,
+    correct: result.correct,
+    gradient: result.gradient,
+    bnMoments: result.bn.moments,
+    tensorsBefore,
+    tensorsAfter: tf.memory().numTensors,
+  };
+}
+
+self.onmessage = (event: MessageEvent<PageToWorker>) => {
+  const message = event.data;
+  switch (message.type) {
+    case 'start':
+      if (started) return;
+      started = true;
+      hidden = message.hidden;
+      start(message.options).catch((error: unknown) => post({ type: 'fatal', error: errorText(error) }));
+      break;
+    case 'visibility':
+      hidden = message.hidden;
+      break;
+    case 'leave':
+      leaving = message.reason;
+      worker?.stop(message.reason);
+      break;
+    case 'gradient': {
+      const { id, request } = message;
+      selftestQueue = selftestQueue.then(async () => {
+        try {
+          const reply = await computeGradient(request);
+          post({ type: 'gradient', id, reply, error: null }, [reply.gradient.buffer, reply.bnMoments.buffer]);
+        } catch (error) {
+          post({ type: 'gradient', id, reply: null, error: errorText(error) });
+        }
+      });
+      break;
+    }
+  }
+};
