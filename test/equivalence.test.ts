@@ -68,7 +68,7 @@ function relativeMaxDiff(a: Float32Array, b: Float32Array): number {
   return diff / scale;
 }
 
-test('2 and 3 workers reach the same master weights as one process training on the whole batch', async () => {
+test('2 and 3 workers reach the same master weights as one process training on the whole batch', async (t) => {
   // The reference: one replica computes the gradient of each whole global batch, in
   // micro-batches of one BatchNorm group, and takes the same optimizer steps.
   const reference = await trainLocally(
@@ -87,6 +87,7 @@ test('2 and 3 workers reach the same master weights as one process training on t
     // while a shard lost, counted twice, or normalised with the wrong group moves the weights
     // by 1e-3 or more.
     const diff = relativeMaxDiff(params, reference.params);
+    t.diagnostic(`${n} workers: max |diff| / max |w| = ${diff.toExponential(2)}`);
     assert.ok(diff < 1e-5, `${n} workers: max |diff| / max |w| = ${diff}`);
   }
 });
