@@ -153,7 +153,7 @@ async function main(): Promise<void> {
       `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}`,
       `  data:       ${dir}`,
       `  token:      ${token}`,
-      `  dashboard:  ${base}/`,
+      `  dashboard:  ${base}/?token=${encodeURIComponent(token)}`,
       `  join (tab): ${base}/join?token=${encodeURIComponent(token)}`,
       `  metrics:    ${base}/metrics`,
       `  worker:     npx chorus-worker ${wsUrl} --token ${token}`,

@@ -38,6 +38,8 @@ interface StepInFlight {
   /** Ranges no worker could take yet (everyone left): assigned to the next worker to join. */
   orphans: { start: number; end: number }[];
   startedAt: number;
+  arrivals: { workerId: string; count: number; sentAt: number; arrivedAt: number; computeMs: number }[];
+  reduceMs: number;
   done: () => void;
 }
 
@@ -63,7 +65,32 @@ export interface StepRecord {
   /** Examples whose gradients were reduced (the accepted shards' counts). */
   examples: number;
   shards: number;
+  /** Wall-clock time the step finished (epoch ms). */
+  time: number;
+  /** Each worker's throughput in this step (its shards' examples over their round trips). */
+  perWorker: Record<string, number>;
+  breakdown: StepBreakdown;
 }
+
+/**
+ * Where a step's time went. compute and transfer are those of the critical (last) shard:
+ * its worker's compute time, and the rest of its round trip (assignment down, gradient up).
+ * wait is the time from the first shard's arrival to the last's (waiting for stragglers).
+ */
+export interface StepBreakdown {
+  computeMs: number;
+  transferMs: number;
+  waitMs: number;
+  reduceMs: number;
+  optimizerMs: number;
+  broadcastMs: number;
+}
+
+/** What the monitor feed carries. */
+export type MonitorMessage =
+  | { type: 'step'; step: StepRecord }
+  | { type: 'eval'; eval: EvalRecord }
+  | { type: 'event'; event: RunEvent };
 
 export interface EvalRecord {
   step: number;
@@ -113,6 +140,8 @@ export class Coordinator {
   private wake: (() => void) | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private readonly token: Buffer;
+  private readonly listeners = new Set<(message: MonitorMessage) => void>();
+  private runStartedAt: number | null = null;
 
   constructor(deps: CoordinatorDeps) {
     this.deps = deps;
@@ -170,8 +199,32 @@ export class Coordinator {
     return createHash('sha256').update(new Uint8Array(this.params.buffer, this.params.byteOffset, this.params.byteLength)).digest('hex');
   }
 
+  /** Live feed of steps, evaluations and events (the dashboard's monitor socket). */
+  subscribe(listener: (message: MonitorMessage) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(message: MonitorMessage): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(message);
+      } catch (error) {
+        this.deps.log.warn('monitor listener failed', { error: (error as Error).message });
+      }
+    }
+  }
+
+  /** Checks a control request's token (constant time). */
+  checkToken(token: string): boolean {
+    const given = Buffer.from(token);
+    return given.length === this.token.length && timingSafeEqual(given, this.token);
+  }
+
   private event(kind: string, message: string, fields: Record<string, string | number> = {}): void {
-    this.history.events.push({ time: Date.now(), kind, message });
+    const entry = { time: Date.now(), kind, message };
+    this.history.events.push(entry);
+    this.emit({ type: 'event', event: entry });
     if (this.history.events.length > 5000) this.history.events.splice(0, 1000);
     this.deps.log.info(message, { event: kind, ...fields });
   }
@@ -197,8 +250,7 @@ export class Coordinator {
 
   /** A hello on a fresh connection: check the token, admit, send the weights. */
   admit(conn: Connection, hello: Hello): WorkerRecord | null {
-    const given = Buffer.from(hello.token);
-    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+    if (!this.checkToken(hello.token)) {
       this.deps.metrics.messagesRefused.inc({ reason: 'bad-token' });
       this.event('refused', 'refused a worker with a wrong token', { conn: conn.id });
       conn.send({ type: 'error', v: PROTOCOL_VERSION, code: 'bad-token', message: 'wrong join token' });
@@ -330,8 +382,11 @@ export class Coordinator {
         shards: new Map(),
         orphans: [],
         startedAt: this.now(),
+        arrivals: [],
+        reduceMs: 0,
         done: resolve,
       };
+      this.runStartedAt ??= Date.now();
       this.current = current;
       this.assignRange(current, 0, this.config.batch, this.membership.ready());
     }).then(() => {
@@ -453,6 +508,7 @@ export class Coordinator {
       worker.conn?.close(CLOSE_CODES.badGradient, 'gradient count does not match the shard');
       return;
     }
+    const arrivedAt = this.now();
     const accepted = current.reducer.accept(shard.start, shard.end, {
       count: message.count,
       lossSum: message.lossSum,
@@ -460,9 +516,11 @@ export class Coordinator {
       gradient: message.gradient,
       bnMoments: message.bnMoments,
     });
+    current.reduceMs += this.now() - arrivedAt;
     current.shards.delete(shard.id);
     if (!accepted) return;
-    const latency = this.now() - shard.sentAt;
+    current.arrivals.push({ workerId: worker.id, count: message.count, sentAt: shard.sentAt, arrivedAt, computeMs: message.computeMs });
+    const latency = arrivedAt - shard.sentAt;
     this.membership.recordShard(worker, message.count, latency, message.computeMs);
     worker.straggling = false;
     this.deps.metrics.setWorkerImagesPerSecond(worker.id, worker.runtime.backend, worker.speed ?? 0);
@@ -470,16 +528,38 @@ export class Coordinator {
   }
 
   private finishStep(current: StepInFlight): void {
+    const t0 = this.now();
     const totals = current.reducer.totals();
+    const t1 = this.now();
     const lr = learningRate(scheduleOf(this.config), current.step);
     this.optimizer.apply(this.params, totals.gradient, lr);
     updateRunningStats(this.bnStats, totals.bn.moments, BN_MOMENTUM);
+    const t2 = this.now();
     this.step = current.step + 1;
     // One encoding for everyone: the frame is identical for all workers.
     const frame = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: this.step, params: this.params, bnStats: this.bnStats });
     const ready = this.membership.ready();
     for (const w of ready) w.conn?.sendFrame(frame);
-    const seconds = (this.now() - current.startedAt) / 1000;
+    const t3 = this.now();
+    const seconds = (t3 - current.startedAt) / 1000;
+    const arrivals = current.arrivals;
+    const last = arrivals.reduce((a, b) => (b.arrivedAt > a.arrivedAt ? b : a), arrivals[0]);
+    const first = arrivals.reduce((a, b) => (b.arrivedAt < a.arrivedAt ? b : a), arrivals[0]);
+    const perWorkerCount = new Map<string, { count: number; ms: number }>();
+    for (const a of arrivals) {
+      const w = perWorkerCount.get(a.workerId) ?? { count: 0, ms: 0 };
+      w.count += a.count;
+      w.ms = Math.max(w.ms, a.arrivedAt - a.sentAt);
+      perWorkerCount.set(a.workerId, w);
+    }
+    const breakdown: StepBreakdown = {
+      computeMs: last.computeMs,
+      transferMs: Math.max(0, last.arrivedAt - last.sentAt - last.computeMs),
+      waitMs: last.arrivedAt - first.arrivedAt,
+      reduceMs: current.reduceMs + (t1 - t0),
+      optimizerMs: t2 - t1,
+      broadcastMs: t3 - t2,
+    };
     const record: StepRecord = {
       step: this.step,
       loss: totals.loss,
@@ -490,8 +570,12 @@ export class Coordinator {
       workers: ready.length,
       examples: totals.examples,
       shards: totals.shards,
+      time: Date.now(),
+      perWorker: Object.fromEntries([...perWorkerCount].map(([id, w]) => [id, (w.count * 1000) / Math.max(1, w.ms)])),
+      breakdown,
     };
     this.history.steps.push(record);
+    this.emit({ type: 'step', step: record });
     if (this.history.steps.length > 20_000) this.history.steps.splice(0, 5_000);
     const m = this.deps.metrics;
     m.step.set(this.step);
@@ -531,6 +615,7 @@ export class Coordinator {
     if (ev.received < ev.count) return null;
     const record = { step: this.step, accuracy: ev.correct / ev.count, loss: ev.lossSum / ev.count, count: ev.count };
     this.history.evals.push(record);
+    this.emit({ type: 'eval', eval: record });
     this.deps.metrics.testAccuracy.set(record.accuracy);
     this.event('eval', `test accuracy ${(100 * record.accuracy).toFixed(2)}% at step ${this.step} (${count} images)`);
     return record;
@@ -592,6 +677,14 @@ export class Coordinator {
 
   // ---------------------------------------------------------------- reporting
 
+  /** Remaining steps times the mean duration of the last 20 steps; null before any step. */
+  private eta(): number | null {
+    const recent = this.history.steps.slice(-20);
+    if (recent.length === 0) return null;
+    const mean = recent.reduce((a, r) => a + r.seconds, 0) / recent.length;
+    return Math.max(0, this.config.steps - this.step) * mean;
+  }
+
   status() {
     const last = this.history.steps.at(-1);
     return {
@@ -607,6 +700,8 @@ export class Coordinator {
       accuracy: last?.accuracy ?? null,
       testAccuracy: this.history.evals.at(-1)?.accuracy ?? null,
       paramsHash: this.paramsHash(),
+      elapsedSeconds: this.runStartedAt === null ? 0 : (Date.now() - this.runStartedAt) / 1000,
+      etaSeconds: this.eta(),
       workers: this.membership.all().map((w) => ({
         id: w.id,
         kind: w.runtime.kind,

@@ -10,3 +10,4 @@ export * from './reducer.js';
 export * from './run-config.js';
 export * from './scheduler.js';
 export * from './server.js';
+export * from './monitor.js';

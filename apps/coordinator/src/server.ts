@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseMessage, type ErrorCode } from '@chorus/protocol';
 import { Connection } from './connection.js';
+import { MonitorFeed } from './monitor.js';
 import type { Coordinator } from './coordinator.js';
 import type { Logger } from './logger.js';
 import type { ChorusMetrics } from './metrics.js';
@@ -42,6 +43,7 @@ function toBytes(data: RawData): Uint8Array {
 export class ChorusServer {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
+  private readonly monitor: MonitorFeed;
   private readonly options: ServerOptions;
   private nextConnId = 1;
 
@@ -49,8 +51,19 @@ export class ChorusServer {
     this.options = options;
     const maxPayload = options.maxFrameBytes ?? MAX_FRAME_BYTES;
     this.http = createServer((req, res) => void this.route(req, res));
-    this.wss = new WebSocketServer({ server: this.http, path: '/ws', maxPayload });
+    // Two WebSocket endpoints on one server: workers on /ws, dashboard watchers on /monitor.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload });
     this.wss.on('connection', (socket, req) => this.onConnection(socket, req));
+    this.monitor = new MonitorFeed(options.coordinator);
+    this.http.on('upgrade', (req, socket, head) => {
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      const target = path === '/ws' ? this.wss : path === '/monitor' ? this.monitor.wss : null;
+      if (!target) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      target.handleUpgrade(req, socket, head, (ws) => target.emit('connection', ws, req));
+    });
   }
 
   async listen(): Promise<{ host: string; port: number }> {
@@ -64,6 +77,7 @@ export class ChorusServer {
 
   async close(): Promise<void> {
     for (const client of this.wss.clients) client.close(CLOSE_CODES.shutdown, 'coordinator shutting down');
+    this.monitor.close();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.http.closeAllConnections?.();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -82,6 +96,10 @@ export class ChorusServer {
         res.end(JSON.stringify(this.options.coordinator.status()));
         return;
       }
+      if (url.pathname === '/api/control') {
+        await this.control(req, res);
+        return;
+      }
       if (req.method === 'GET' && url.pathname === '/healthz') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('ok\n');
@@ -94,6 +112,48 @@ export class ChorusServer {
       this.options.log.error('HTTP handler failed', { error: (error as Error).message });
       if (!res.headersSent) res.writeHead(500);
       res.end();
+    }
+  }
+
+  /** Pause, resume, checkpoint now: POST {action} with `Authorization: Bearer <token>`. */
+  private async control(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'POST') return reply(405, { error: 'use POST' });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > 4096) return reply(413, { error: 'request too large' });
+      chunks.push(chunk);
+    }
+    const { coordinator } = this.options;
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    if (!coordinator.checkToken(token)) {
+      coordinator.refused('bad-token', 'a control request with a wrong or missing token');
+      return reply(401, { error: 'wrong or missing token' });
+    }
+    let action: unknown;
+    try {
+      action = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown }).action;
+    } catch {
+      return reply(400, { error: 'body must be JSON: {"action": "pause" | "resume" | "checkpoint"}' });
+    }
+    switch (action) {
+      case 'pause':
+        coordinator.setPaused(true);
+        return reply(200, { ok: true, paused: true });
+      case 'resume':
+        coordinator.setPaused(false);
+        return reply(200, { ok: true, paused: false });
+      case 'checkpoint': {
+        const path = await coordinator.checkpoint();
+        return path ? reply(200, { ok: true, path }) : reply(409, { error: 'no --checkpoint-dir was given' });
+      }
+      default:
+        return reply(400, { error: `unknown action ${JSON.stringify(action)}; use pause, resume or checkpoint` });
     }
   }
 
