@@ -98,8 +98,13 @@ async function tryWasm(wasmPaths: string): Promise<{ device: string; adapter: nu
   registerWasmTrainingKernels();
   await activate('wasm');
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  const threads = (await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')) ? getThreadsCount() : 1;
-  return { device: `CPU (WebAssembly${simd ? ', SIMD' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`, adapter: null };
+  // Threads need cross-origin isolation (the coordinator sends COOP/COEP); tfjs picks the count.
+  const threaded = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+  const threads = getThreadsCount();
+  return {
+    device: `CPU (WebAssembly${simd ? ', SIMD' : ''}, ${threaded ? `threaded build, ${threads} thread${threads === 1 ? '' : 's'}` : 'single-threaded'})`,
+    adapter: null,
+  };
 }
 
 async function tryCpu(): Promise<{ device: string; adapter: null }> {
@@ -134,6 +139,11 @@ export async function selectBrowserBackend(options: SelectOptions): Promise<Back
     options.log?.(`trying ${name}`);
     try {
       const { device, adapter } = await attempts[name]();
+      // A software WebGPU adapter (SwiftShader) is correct but far slower than WASM (measured
+      // in headless Chromium: about 6 against 165 images/s): take it only when forced.
+      if (!options.force && adapter?.isFallbackAdapter) {
+        throw new Error('only a software (fallback) WebGPU adapter, slower than WASM; force it with ?backend=webgpu');
+      }
       await checkTrainingStep(name);
       const tfBackend = tf.getBackend();
       return { name, tfBackend, device, adapter, microBatch: options.microBatch ?? browserMicroBatch(tfBackend), skipped };

@@ -83,6 +83,7 @@ export type WorkerToPage =
   | { type: 'backend'; report: BackendReport }
   | { type: 'status'; status: WorkerStatus; memory: MemoryReport; tensorsPerShard: number[] }
   | { type: 'log'; line: string }
-  | { type: 'stopped'; error: string | null }
+  /** The runtime stopped: the tab left (Leave, closed) or the run is over. */
+  | { type: 'stopped'; reason: string }
   | { type: 'fatal'; error: string }
   | { type: 'gradient'; id: number; reply: GradientReply | null; error: string | null };

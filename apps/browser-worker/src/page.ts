@@ -20,6 +20,8 @@ export interface TabState {
   /** The run's global batch (from /api/status), for the share shown. */
   batch: number | null;
   error: string | null;
+  /** Why the tab is no longer in the run (phase 'left'). */
+  endReason: string | null;
   log: string[];
 }
 
@@ -66,6 +68,7 @@ const state: TabState = {
   hidden: document.visibilityState === 'hidden',
   batch: null,
   error: null,
+  endReason: null,
   log: [],
 };
 
@@ -106,7 +109,7 @@ const PHASE_TEXT: Record<TabState['phase'], string> = {
   joined: 'joined',
   reconnecting: 'connection lost: reconnecting',
   leaving: 'leaving',
-  left: 'left the run',
+  left: 'not in the run any more',
   failed: 'failed',
 };
 
@@ -122,6 +125,7 @@ function render(): void {
       ? `vendor: ${b.adapter.vendor || '?'}, architecture: ${b.adapter.architecture || '?'}, description: ${b.adapter.description || '?'}, ` +
         `isFallbackAdapter: ${b.adapter.isFallbackAdapter}`
       : 'none (not WebGPU)';
+    $('skipped').textContent = b.skipped.length ? b.skipped.map((k) => `${k.name}: ${k.reason}`).join('; ') : 'none';
   }
   if (s) {
     $('worker-id').textContent = s.workerId ?? '-';
@@ -134,7 +138,12 @@ function render(): void {
   }
   if (state.memory) $('tensors').textContent = `${state.memory.numTensors} (${(state.memory.numBytes / 2 ** 20).toFixed(1)} MiB)`;
   $('error').textContent = state.error ?? '';
-  $('note').textContent = state.hidden && state.phase === 'joined' ? 'This tab is hidden: the browser throttles it, so the coordinator gives it only a token share.' : '';
+  $('note').textContent =
+    state.phase === 'left'
+      ? `Left the run: ${state.endReason ?? ''}. Reload the page to join again.`
+      : state.hidden && state.phase === 'joined'
+        ? 'This tab is hidden: the browser throttles it, so the coordinator gives it only a token share.'
+        : '';
   leaveButton.disabled = !(state.phase === 'joining' || state.phase === 'joined' || state.phase === 'reconnecting');
   document.title = `Chorus: ${phase}`;
 }
@@ -177,8 +186,8 @@ function onWorkerMessage(message: WorkerToPage): void {
       break;
     case 'stopped':
       state.phase = 'left';
-      if (message.error) state.error = message.error;
-      log('left the run');
+      state.endReason = message.reason;
+      log(`left the run: ${message.reason}`);
       worker?.terminate();
       worker = null;
       break;

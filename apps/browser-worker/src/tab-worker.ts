@@ -6,7 +6,8 @@
 /// <reference lib="webworker" />
 import * as tf from '@tensorflow/tfjs';
 import { Replica } from '@chorus/train';
-import { ChorusWorker, shardImages, type WorkerStatus } from '@chorus/worker';
+import { CLOSE_CODES } from '@chorus/protocol';
+import { ChorusWorker, shardImages, type Connect, type WorkerStatus } from '@chorus/worker';
 import type { ResNetV2Spec } from '@chorus/model';
 import { selectBrowserBackend } from './backends.js';
 import { connectBrowserWebSocket } from './browser-transport.js';
@@ -30,6 +31,16 @@ let leaving: string | null = null;
 /** tf.memory().numTensors after each shard, newest last: flat when nothing leaks. */
 const tensorsPerShard: number[] = [];
 let lastStepsDone = 0;
+/** The close code of the last connection, to tell "the run is over" from a refusal. */
+let lastCloseCode: number | null = null;
+const connect: Connect = (url, events) =>
+  connectBrowserWebSocket(url, {
+    onMessage: events.onMessage,
+    onClose: (code, reason) => {
+      lastCloseCode = code;
+      events.onClose(code, reason);
+    },
+  });
 /** Selftest requests run one at a time, in order. */
 let selftestQueue: Promise<void> = Promise.resolve();
 
@@ -62,12 +73,12 @@ async function start(options: JoinOptions): Promise<void> {
     post({ type: 'phase', phase: 'selftest-ready' });
     return;
   }
-  if (leaving !== null) return post({ type: 'stopped', error: null });
+  if (leaving !== null) return post({ type: 'stopped', reason: leaving });
   post({ type: 'phase', phase: 'joining' });
   worker = new ChorusWorker({
     url: options.url,
     token: options.token,
-    connect: connectBrowserWebSocket,
+    connect,
     runtime: {
       kind: 'browser',
       backend: report.tfBackend,
@@ -80,9 +91,14 @@ async function start(options: JoinOptions): Promise<void> {
     onStatus,
     log: (line) => post({ type: 'log', line }),
   });
-  const running = worker.start();
-  await running;
-  post({ type: 'stopped', error: null });
+  try {
+    await worker.start();
+  } catch (error) {
+    // The runtime treats a shutting-down coordinator as final; for a tab that is the run ending.
+    if (lastCloseCode !== CLOSE_CODES.shutdown) throw error;
+    return post({ type: 'stopped', reason: 'the coordinator shut down: the run is over (or was stopped)' });
+  }
+  post({ type: 'stopped', reason: leaving ?? 'stopped' });
 }
 
 /** ?selftest: the gradient of one shard, computed exactly as ChorusWorker computes an assign. */
