@@ -13,7 +13,8 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run-config.js';
 import { ChorusServer } from './server.js';
-import { routes } from './browser-routes.js';
+import { routes as browserRoutes } from './browser-routes.js';
+import { composeRoutes, dashboardRoutes } from './dashboard-routes.js';
 
 const int = (name: string, min: number) => (value: string) => {
   const n = Number(value);
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
     checkpoints,
   });
   if (opts.resume && !(await coordinator.resume())) log.warn('no checkpoint to resume from: starting at step 0');
+  const routes = composeRoutes(dashboardRoutes, browserRoutes);
   const server = new ChorusServer({ host: opts.host, port: opts.port, coordinator, metrics, log, routes });
   const { port } = await server.listen();
   const shown = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host;

@@ -11,3 +11,4 @@ export * from './run-config.js';
 export * from './scheduler.js';
 export * from './server.js';
 export * from './monitor.js';
+export * from './dashboard-routes.js';
