@@ -9,6 +9,12 @@ import {
   type GradientMessage,
   type Hello,
   type Message,
+  type EvalRecord,
+  type RunEvent,
+  type RunUpdate,
+  type Status,
+  type StepBreakdown,
+  type StepRecord,
 } from '@chorus/protocol';
 import { createOptimizer, learningRate, scheduleOf, updateRunningStats, type Optimizer } from '@chorus/train';
 import type { CheckpointStore } from './checkpoint.js';
@@ -54,52 +60,7 @@ interface EvalInFlight {
   done: () => void;
 }
 
-export interface StepRecord {
-  step: number;
-  loss: number;
-  accuracy: number;
-  lr: number;
-  seconds: number;
-  imagesPerSecond: number;
-  workers: number;
-  /** Examples whose gradients were reduced (the accepted shards' counts). */
-  examples: number;
-  shards: number;
-  /** Wall-clock time the step finished (epoch ms). */
-  time: number;
-  /** Each worker's throughput in this step (its shards' examples over their round trips). */
-  perWorker: Record<string, number>;
-  breakdown: StepBreakdown;
-}
-
-/**
- * Where a step's time went. compute and transfer are those of the critical (last) shard:
- * its worker's compute time, and the rest of its round trip (assignment down, gradient up).
- * wait is the time from the first shard's arrival to the last's (waiting for stragglers).
- */
-export interface StepBreakdown {
-  computeMs: number;
-  transferMs: number;
-  waitMs: number;
-  reduceMs: number;
-  optimizerMs: number;
-  broadcastMs: number;
-}
-
-/** What the monitor feed carries. */
-export type MonitorMessage =
-  | { type: 'step'; step: StepRecord }
-  | { type: 'eval'; eval: EvalRecord }
-  | { type: 'event'; event: RunEvent };
-
-export interface EvalRecord {
-  step: number;
-  accuracy: number;
-  loss: number;
-  count: number;
-}
-
-export type RunEvent = { time: number; kind: string; message: string };
+export type { EvalRecord, RunEvent, StepBreakdown, StepRecord } from '@chorus/protocol';
 
 export interface CoordinatorDeps {
   config: RunConfig;
@@ -140,7 +101,7 @@ export class Coordinator {
   private wake: (() => void) | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private readonly token: Buffer;
-  private readonly listeners = new Set<(message: MonitorMessage) => void>();
+  private readonly listeners = new Set<(message: RunUpdate) => void>();
   private runStartedAt: number | null = null;
 
   constructor(deps: CoordinatorDeps) {
@@ -200,12 +161,12 @@ export class Coordinator {
   }
 
   /** Live feed of steps, evaluations and events (the dashboard's monitor socket). */
-  subscribe(listener: (message: MonitorMessage) => void): () => void {
+  subscribe(listener: (message: RunUpdate) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  private emit(message: MonitorMessage): void {
+  private emit(message: RunUpdate): void {
     for (const listener of this.listeners) {
       try {
         listener(message);
@@ -685,7 +646,7 @@ export class Coordinator {
     return Math.max(0, this.config.steps - this.step) * mean;
   }
 
-  status() {
+  status(): Status {
     const last = this.history.steps.at(-1);
     return {
       preset: this.config.preset,

@@ -12,3 +12,4 @@ export * from './scheduler.js';
 export * from './server.js';
 export * from './monitor.js';
 export * from './dashboard-routes.js';
+export * from './static-bundle.js';

@@ -1,5 +1,6 @@
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Coordinator, MonitorMessage } from './coordinator.js';
+import type { MonitorMessage } from '@chorus/protocol';
+import type { Coordinator } from './coordinator.js';
 
 /**
  * The dashboard's live feed: JSON text frames over a WebSocket. A new watcher first gets the
@@ -38,7 +39,7 @@ export class MonitorFeed {
     socket.on('error', () => socket.terminate());
   }
 
-  private broadcast(message: MonitorMessage | { type: 'status'; status: unknown }): void {
+  private broadcast(message: MonitorMessage): void {
     if (this.wss.clients.size === 0) return;
     const text = JSON.stringify(message);
     for (const client of this.wss.clients) {

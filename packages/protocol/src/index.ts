@@ -14,3 +14,4 @@ export {
 } from './limits.js';
 export { parseMessage, validateMessage, isMessageType } from './validate.js';
 export { type GradientCodec, fp32Codec, getGradientCodec, GRADIENT_CODEC_NAMES } from './gradient-codec.js';
+export type * from './monitor.js';
