@@ -396,7 +396,7 @@ export class Coordinator {
         step: current.step,
         version: this.step,
         shardId: shard.id,
-        indices: indices.slice(),
+        indices,
         labels,
         pixels,
         augmentSeed: current.augmentSeed,

@@ -167,7 +167,8 @@ export class Replica {
     const data = (await flat.data()) as Float32Array;
     flat.dispose();
     const P = this.layout.paramCount;
-    const gradient = data.slice(0, P);
+    // The read-back array is ours alone: hand out a view instead of copying 4 bytes per parameter.
+    const gradient = data.subarray(0, P);
     const moments = new Float32Array(this.layout.bnStatCount);
     let at = P + 2;
     for (const entry of this.layout.bn) {
