@@ -1,5 +1,5 @@
 import type { Connect } from '@chorus/worker';
-import { closeReason } from './options.js';
+import { closeReason } from '@chorus/protocol';
 
 /**
  * The worker transport over the standard WebSocket (a page or a Web Worker): one binary frame

@@ -39,13 +39,3 @@ export function agentString(userAgent: string, max = 160): string {
   const ua = userAgent.trim();
   return ua.length <= max ? ua : `${ua.slice(0, max - 1)}…`;
 }
-
-/** A WebSocket close reason must fit in 123 UTF-8 bytes, or close() throws. */
-export function closeReason(reason: string): string {
-  const bytes = new TextEncoder().encode(reason);
-  if (bytes.length <= 123) return reason;
-  let cut = 120;
-  // Do not split a UTF-8 sequence: back up to a lead byte.
-  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
-  return `${new TextDecoder().decode(bytes.subarray(0, cut))}...`;
-}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agentString, browserMicroBatch, closeReason, parseJoinOptions, webSocketUrl } from '../src/options.js';
+import { agentString, browserMicroBatch, parseJoinOptions, webSocketUrl } from '../src/options.js';
 
 const at = (href: string) => {
   const u = new URL(href);
@@ -37,13 +37,9 @@ test('micro-batch defaults: 64 on GPU backends, 32 on WASM and CPU', () => {
   assert.equal(browserMicroBatch('cpu'), 32);
 });
 
-test('the user agent and close reasons are cut to what the protocol and WebSocket accept', () => {
+test('the user agent is cut to what the protocol accepts', () => {
   assert.equal(agentString('  Mozilla/5.0 short  '), 'Mozilla/5.0 short');
   const long = agentString('x'.repeat(1000));
   assert.equal(long.length, 160);
   assert.ok(long.endsWith('…'));
-  assert.equal(closeReason('bye'), 'bye');
-  const cut = closeReason('é'.repeat(100));
-  assert.ok(new TextEncoder().encode(cut).length <= 123);
-  assert.ok(!cut.includes('\uFFFD'), 'no split UTF-8 sequence');
 });

@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { encodeMessage, type Message } from '@chorus/protocol';
+import { closeReason, encodeMessage, type Message } from '@chorus/protocol';
 
 /** One worker's socket: counts bytes both ways and sends encoded messages. */
 export class Connection {
@@ -33,8 +33,7 @@ export class Connection {
 
   close(code: number, reason: string): void {
     if (this.socket.readyState === this.socket.CLOSED) return;
-    // Close reasons are capped at 123 bytes by the WebSocket protocol.
-    this.socket.close(code, reason.slice(0, 120));
+    this.socket.close(code, closeReason(reason));
   }
 
   /** Drops the socket without a closing handshake (a worker that stopped answering). */

@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { closeReason } from '@chorus/protocol';
 import type { Connect } from '@chorus/worker';
 
 /** The worker transport over the `ws` package (Node 20 has no global WebSocket). */
@@ -11,7 +12,7 @@ export const connectWs: Connect = (url, events) =>
       opened = true;
       resolve({
         send: (frame) => socket.send(frame, { binary: true }),
-        close: (code, reason) => socket.close(code, reason),
+        close: (code, reason) => socket.close(code, reason === undefined ? undefined : closeReason(reason)),
       });
     });
     socket.on('message', (data) => {
