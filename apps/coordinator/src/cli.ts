@@ -13,6 +13,7 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run-config.js';
 import { ChorusServer } from './server.js';
+import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './tls.js';
 import { routes as browserRoutes } from './browser-routes.js';
 import { composeRoutes, dashboardRoutes } from './dashboard-routes.js';
 
@@ -32,6 +33,8 @@ const program = addTrainingOptions(
   .option('--heartbeat-timeout <ms>', 'drop a worker silent for this long', int('--heartbeat-timeout', 1000), DEFAULT_RUN_OPTIONS.heartbeatTimeoutMs)
   .option('--local-workers <n>', 'also start N Node workers on this machine', int('--local-workers', 0), 0)
   .option('--worker-backend <name>', 'backend for --local-workers (default: the best that loads)')
+  .option('--tls-cert <file>', 'serve https and wss with this PEM certificate (chain); needs --tls-key. Remote browser tabs need it for WebGPU')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert')
   .showHelpAfterError();
 
 interface CliOptions extends TrainingCliOptions {
@@ -46,13 +49,17 @@ interface CliOptions extends TrainingCliOptions {
   heartbeatTimeout: number;
   localWorkers: number;
   workerBackend?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
-function startLocalWorkers(n: number, url: string, token: string, backend: string | undefined): ChildProcess[] {
+function startLocalWorkers(n: number, url: string, token: string, backend: string | undefined, fingerprint?: string): ChildProcess[] {
   if (n === 0) return [];
   const cli = fileURLToPath(import.meta.resolve('@chorus/node-worker/cli'));
   return Array.from({ length: n }, (_, i) => {
-    const args = [cli, url, '--token', token, '--name', `local-${i + 1}`, ...(backend ? ['--backend', backend] : [])];
+    // Pinning our own certificate works whoever signed it and whatever names it carries.
+    const pin = fingerprint ? ['--cert-fingerprint', fingerprint] : [];
+    const args = [cli, url, '--token', token, '--name', `local-${i + 1}`, ...(backend ? ['--backend', backend] : []), ...pin];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     return child;
   });
@@ -63,6 +70,9 @@ async function main(): Promise<void> {
   const opts = program.parse().opts<CliOptions>();
   if (opts.resume && !opts.checkpointDir) throw new Error('--resume needs --checkpoint-dir');
   const log = createLogger();
+  // Before the dataset download, so a wrong file is reported at once.
+  const tls = await loadTlsFiles(opts.tlsCert, opts.tlsKey);
+  if (tls && tls.validTo.getTime() < Date.now()) log.warn('the --tls-cert certificate has expired: browsers and workers will refuse it', { validTo: tls.validTo.toISOString() });
   const dir = await ensureCifar10({ data: opts.data, progress: true });
   const data = await loadCifar10(dir);
   const config: RunConfig = { preset: opts.preset, ...trainingConfigFromCli(opts, data.train.count) };
@@ -90,23 +100,23 @@ async function main(): Promise<void> {
   });
   if (opts.resume && !(await coordinator.resume())) log.warn('no checkpoint to resume from: starting at step 0');
   const routes = composeRoutes(dashboardRoutes, browserRoutes);
-  const server = new ChorusServer({ host: opts.host, port: opts.port, coordinator, metrics, log, routes });
+  const server = new ChorusServer({ host: opts.host, port: opts.port, coordinator, metrics, log, routes, tls });
   const { port } = await server.listen();
-  const shown = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host;
-  const base = `http://${shown}:${port}`;
-  const wsUrl = `ws://${shown}:${port}/ws`;
+  const urls = advertisedUrls({ host: opts.host, port, token, tls });
   console.log(
     [
       `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}`,
       `  data:       ${dir}`,
       `  token:      ${token}`,
-      `  dashboard:  ${base}/?token=${encodeURIComponent(token)}`,
-      `  join (tab): ${base}/join?token=${encodeURIComponent(token)}`,
-      `  metrics:    ${base}/metrics`,
-      `  worker:     npx chorus-worker ${wsUrl} --token ${token}`,
+      `  dashboard:  ${urls.dashboard}`,
+      `  join (tab): ${urls.join}`,
+      `  metrics:    ${urls.metrics}`,
+      `  worker:     ${urls.worker}`,
     ].join('\n'),
   );
-  const children = startLocalWorkers(opts.localWorkers, wsUrl, token, opts.workerBackend);
+  const notice = insecureRemoteNotice(opts.host, tls !== undefined);
+  if (notice) log.warn(notice);
+  const children = startLocalWorkers(opts.localWorkers, urls.localWs, token, opts.workerBackend, tls?.fingerprint256);
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;

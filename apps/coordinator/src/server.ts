@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE_CODES, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseMessage, type ErrorCode } from '@chorus/protocol';
@@ -18,6 +19,8 @@ export interface ServerOptions {
   /** Extra HTTP routes (dashboard, browser worker); return true when handled. */
   routes?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
   maxFrameBytes?: number;
+  /** Serve https and wss instead of http and ws (PEM certificate chain and private key). */
+  tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
 const CLOSE_FOR: Record<ErrorCode, number> = {
@@ -41,7 +44,7 @@ function toBytes(data: RawData): Uint8Array {
  * coordinator sees it, refuses bad ones with a reason and closes that connection only.
  */
 export class ChorusServer {
-  private readonly http: Server;
+  private readonly http: Server | HttpsServer;
   private readonly wss: WebSocketServer;
   private readonly monitor: MonitorFeed;
   private readonly options: ServerOptions;
@@ -50,7 +53,16 @@ export class ChorusServer {
   constructor(options: ServerOptions) {
     this.options = options;
     const maxPayload = options.maxFrameBytes ?? MAX_FRAME_BYTES;
-    this.http = createServer((req, res) => void this.route(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
+    this.http = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
+    if (options.tls) {
+      // A plain ws:// or http:// client, a port scanner or a browser refusing the certificate:
+      // that connection fails its handshake and is dropped; nobody else is affected.
+      this.http.on('tlsClientError', (error: Error & { code?: string }, socket) => {
+        options.log.debug?.('TLS handshake failed', { remote: socket.remoteAddress ?? '?', error: error.code ?? error.message });
+        socket.destroy();
+      });
+    }
     // Two WebSocket endpoints on one server: workers on /ws, dashboard watchers on /monitor.
     this.wss = new WebSocketServer({ noServer: true, maxPayload });
     this.wss.on('connection', (socket, req) => this.onConnection(socket, req));

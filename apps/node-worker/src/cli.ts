@@ -1,10 +1,12 @@
 #!/usr/bin/env node
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { NODE_BACKENDS, describeChoice, selectNodeBackend } from '@chorus/backend/node';
 import { ChorusWorker, type WorkerStatus } from '@chorus/worker';
-import { connectWs } from './ws-transport.js';
+import { createWsConnect, workerUrl } from './ws-transport.js';
 import { defaultMicroBatch } from '@chorus/backend';
 
 const positive = (name: string) => (value: string) => {
@@ -16,29 +18,51 @@ const positive = (name: string) => (value: string) => {
 const program = new Command()
   .name('chorus-worker')
   .description('Join a Chorus training run as a headless Node.js worker.')
-  .argument('<url>', 'coordinator WebSocket URL, e.g. ws://host:8080/ws')
+  .argument('<url>', 'coordinator WebSocket URL, e.g. ws://host:8080/ws, or wss://host:8080/ws when it serves TLS')
   .requiredOption('--token <token>', 'join token printed by the coordinator')
   .addOption(new Option('--backend <name>', 'force a TensorFlow.js backend').choices([...NODE_BACKENDS]))
   .option('--micro-batch <n>', 'most examples per forward/backward pass (default: by backend)', positive('--micro-batch'))
   .option('--name <name>', 'a name for logs', hostname())
   .option('--slowdown <x>', 'behave like a device this many times slower (tests, benchmarks)', positive('--slowdown'), 1)
   .option('--quiet', 'no progress lines')
+  .option('--ca <file>', "PEM certificate of the CA that signed the coordinator's TLS certificate (a private CA); trusted instead of the usual roots. NODE_EXTRA_CA_CERTS=FILE adds one to them instead")
+  .addOption(new Option('--cert-fingerprint <sha256>', "accept exactly the coordinator certificate with this SHA-256 fingerprint (the coordinator's --local-workers use it)").hideHelp())
   .showHelpAfterError();
+
+/** The --ca file's contents, or an error that says what is wrong with it. */
+function readCa(path: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw new Error(`cannot read --ca ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message}`);
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new Error(`--ca ${path} is not a PEM certificate`);
+  }
+  return pem;
+}
 
 async function main(): Promise<void> {
   tf.env().set('PROD', true);
   program.parse();
   const [rawUrl] = program.args;
-  const opts = program.opts<{ token: string; backend?: string; microBatch?: number; name: string; slowdown: number; quiet?: boolean }>();
-  const url = /^wss?:\/\//.test(rawUrl) ? rawUrl : `ws://${rawUrl.replace(/^https?:\/\//, '')}`;
+  const opts = program.opts<{ token: string; backend?: string; microBatch?: number; name: string; slowdown: number; quiet?: boolean; ca?: string; certFingerprint?: string }>();
+  const url = workerUrl(rawUrl);
+  // Read before choosing a backend (which takes seconds), so a wrong path fails at once.
+  const connect = createWsConnect({ ca: opts.ca === undefined ? undefined : readCa(opts.ca), certFingerprint: opts.certFingerprint });
+  if (url.startsWith('ws://') && opts.ca) console.warn(`warning: --ca is only used for wss:// URLs, and ${url} is ws://`);
   const backend = await selectNodeBackend({ force: opts.backend });
   const prefix = `[${opts.name}]`;
   console.log(`${prefix} ${describeChoice(backend).replace(/\n/g, `\n${prefix} `)}`);
   let lastLine = 0;
   const worker = new ChorusWorker({
-    url: url.endsWith('/ws') ? url : `${url.replace(/\/$/, '')}/ws`,
+    url,
     token: opts.token,
-    connect: connectWs,
+    connect,
     runtime: {
       kind: 'node',
       backend: backend.tfBackend,
