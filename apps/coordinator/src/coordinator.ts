@@ -10,6 +10,7 @@ import {
   type Hello,
   type Message,
   type EvalRecord,
+  type ErrorCode,
   type RunEvent,
   type RunUpdate,
   type Status,
@@ -62,6 +63,12 @@ interface EvalInFlight {
 
 export type { EvalRecord, RunEvent, StepBreakdown, StepRecord } from '@chorus/protocol';
 
+/** Why a message from an admitted worker is refused; the server answers and closes that connection. */
+export interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
 export interface CoordinatorDeps {
   config: RunConfig;
   options: RunOptions;
@@ -100,7 +107,7 @@ export class Coordinator {
   private paused = false;
   private wake: (() => void) | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
-  private readonly token: Buffer;
+  private readonly tokenDigest: Buffer;
   private readonly listeners = new Set<(message: RunUpdate) => void>();
   private runStartedAt: number | null = null;
 
@@ -109,7 +116,7 @@ export class Coordinator {
     this.config = deps.config;
     this.options = deps.options;
     this.now = deps.now ?? (() => performance.now());
-    this.token = Buffer.from(deps.token);
+    this.tokenDigest = createHash('sha256').update(deps.token).digest();
     this.layout = weightLayout(buildGraph(deps.config.spec));
     this.params = initialParams(this.layout, deps.config.seed);
     this.bnStats = initialBnStats(this.layout);
@@ -176,10 +183,13 @@ export class Coordinator {
     }
   }
 
-  /** Checks a control request's token (constant time). */
+  /**
+   * Checks a join or control token in constant time: both sides are hashed first, so neither
+   * the comparison nor the length check tells a guesser how much of its guess was right.
+   */
   checkToken(token: string): boolean {
-    const given = Buffer.from(token);
-    return given.length === this.token.length && timingSafeEqual(given, this.token);
+    const digest = (text: string | Buffer) => createHash('sha256').update(text).digest();
+    return timingSafeEqual(digest(token), this.tokenDigest);
   }
 
   private event(kind: string, message: string, fields: Record<string, string | number> = {}): void {
@@ -209,15 +219,8 @@ export class Coordinator {
 
   // ---------------------------------------------------------------- connections
 
-  /** A hello on a fresh connection: check the token, admit, send the weights. */
-  admit(conn: Connection, hello: Hello): WorkerRecord | null {
-    if (!this.checkToken(hello.token)) {
-      this.deps.metrics.messagesRefused.inc({ reason: 'bad-token' });
-      this.event('refused', 'refused a worker with a wrong token', { conn: conn.id });
-      conn.send({ type: 'error', v: PROTOCOL_VERSION, code: 'bad-token', message: 'wrong join token' });
-      conn.close(CLOSE_CODES.badToken, 'wrong join token');
-      return null;
-    }
+  /** A hello whose token the server has checked (checkToken): admit, send the weights. */
+  admit(conn: Connection, hello: Hello): WorkerRecord {
     const worker = this.membership.join(hello.runtime, conn, this.now(), hello.workerId);
     conn.send({
       type: 'welcome',
@@ -244,16 +247,14 @@ export class Coordinator {
     return worker;
   }
 
-  /** A validated message from an admitted worker. */
-  receive(worker: WorkerRecord, message: Message): void {
+  /** A validated message from an admitted worker; a refusal means the server must close it. */
+  receive(worker: WorkerRecord, message: Message): Refusal | null {
     worker.lastSeen = this.now();
     switch (message.type) {
       case 'gradient':
-        this.onGradient(worker, message);
-        break;
+        return this.onGradient(worker, message);
       case 'evalResult':
-        this.onEvalResult(worker, message);
-        break;
+        return this.onEvalResult(worker, message);
       case 'heartbeat':
         if (message.hidden !== undefined && message.hidden !== worker.hidden) {
           worker.hidden = message.hidden;
@@ -265,18 +266,18 @@ export class Coordinator {
         worker.conn?.close(CLOSE_CODES.normal, 'bye');
         break;
       default:
-        this.refuse(worker, 'unexpected', `a worker may not send '${message.type}'`);
+        return { code: 'malformed', message: `a worker may not send '${message.type}'` };
     }
+    return null;
   }
 
-  /** Records a refused message (the server closes the connection). */
-  refused(reason: string, detail: string, workerId?: string): void {
+  /**
+   * Records a refused message (the server closes the connection). `quiet` counts it without an
+   * event or log line: the server's choice while a flood of refusals comes from strangers.
+   */
+  refused(reason: string, detail: string, workerId?: string, options: { quiet?: boolean } = {}): void {
     this.deps.metrics.messagesRefused.inc({ reason });
-    this.event('refused', `refused a message${workerId ? ` from ${workerId}` : ''}: ${detail}`, { reason });
-  }
-
-  private refuse(worker: WorkerRecord, reason: string, detail: string): void {
-    this.refused(reason, detail, worker.id);
+    if (!options.quiet) this.event('refused', `refused a message${workerId ? ` from ${workerId}` : ''}: ${detail}`, { reason });
   }
 
   /** The worker's connection is gone (closed, killed, timed out). */
@@ -457,17 +458,21 @@ export class Coordinator {
     }
   }
 
-  private onGradient(worker: WorkerRecord, message: GradientMessage): void {
+  private onGradient(worker: WorkerRecord, message: GradientMessage): Refusal | null {
     const current = this.current;
     const shard = current?.shards.get(message.shardId);
-    if (!current || !shard || message.step !== current.step || shard.workerId !== worker.id) {
+    if (message.shardId >= this.nextShardId) {
+      return { code: 'bad-gradient', message: `a gradient for shard ${message.shardId}, which was never assigned` };
+    }
+    if (shard && shard.workerId !== worker.id) {
+      return { code: 'bad-gradient', message: `a gradient for shard ${message.shardId}, which is assigned to another worker` };
+    }
+    if (!current || !shard || message.step !== current.step) {
       this.deps.log.info('dropped a late or duplicate gradient', { worker: worker.id, step: message.step, shard: message.shardId });
-      return;
+      return null;
     }
     if (message.count !== shard.end - shard.start) {
-      this.refuse(worker, 'bad-gradient', `shard ${shard.id} has ${shard.end - shard.start} examples, the gradient says ${message.count}`);
-      worker.conn?.close(CLOSE_CODES.badGradient, 'gradient count does not match the shard');
-      return;
+      return { code: 'bad-gradient', message: `shard ${shard.id} has ${shard.end - shard.start} examples, the gradient says ${message.count}` };
     }
     const arrivedAt = this.now();
     const accepted = current.reducer.accept(shard.start, shard.end, {
@@ -479,13 +484,14 @@ export class Coordinator {
     });
     current.reduceMs += this.now() - arrivedAt;
     current.shards.delete(shard.id);
-    if (!accepted) return;
+    if (!accepted) return null;
     current.arrivals.push({ workerId: worker.id, count: message.count, sentAt: shard.sentAt, arrivedAt, computeMs: message.computeMs });
     const latency = arrivedAt - shard.sentAt;
     this.membership.recordShard(worker, message.count, latency, message.computeMs);
     worker.straggling = false;
     this.deps.metrics.setWorkerImagesPerSecond(worker.id, worker.runtime.backend, worker.speed ?? 0);
     if (current.reducer.complete) this.finishStep(current);
+    return null;
   }
 
   private finishStep(current: StepInFlight): void {
@@ -621,19 +627,26 @@ export class Coordinator {
     }
   }
 
-  private onEvalResult(worker: WorkerRecord, message: EvalResult): void {
+  private onEvalResult(worker: WorkerRecord, message: EvalResult): Refusal | null {
     const ev = this.currentEval;
     const shard = ev?.shards.get(message.shardId);
-    if (!ev || !shard || message.evalId !== ev.evalId || shard.workerId !== worker.id) return;
+    if (message.shardId >= this.nextShardId) {
+      return { code: 'malformed', message: `an evaluation result for shard ${message.shardId}, which was never assigned` };
+    }
+    if (shard && shard.workerId !== worker.id) {
+      return { code: 'malformed', message: `an evaluation result for shard ${message.shardId}, which is assigned to another worker` };
+    }
+    if (!ev || !shard || message.evalId !== ev.evalId) return null;
     if (message.count !== shard.end - shard.start) {
-      this.refuse(worker, 'malformed', `evaluation shard ${shard.id} has ${shard.end - shard.start} examples, the result says ${message.count}`);
-      return;
+      // Refused and closed: the shard goes back to the others when this worker departs.
+      return { code: 'malformed', message: `evaluation shard ${shard.id} has ${shard.end - shard.start} examples, the result says ${message.count}` };
     }
     ev.shards.delete(shard.id);
     ev.lossSum += message.lossSum;
     ev.correct += message.correct;
     ev.received += message.count;
     if (ev.received === ev.count) ev.done();
+    return null;
   }
 
   // ---------------------------------------------------------------- reporting
@@ -676,6 +689,7 @@ export class Coordinator {
         imagesDone: w.imagesDone,
         bytesIn: w.conn?.bytesIn ?? null,
         bytesOut: w.conn?.bytesOut ?? null,
+        backends: w.runtime.backends ?? [],
       })),
       events: this.history.events.slice(-200),
       recentSteps: this.history.steps.slice(-200),

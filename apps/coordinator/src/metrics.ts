@@ -27,6 +27,10 @@ export interface ChorusMetrics {
   readonly bytesSent: Counter;
   readonly shardsReissued: Counter;
   readonly messagesRefused: Counter<'reason'>;
+  /** WebSocket connections refused or closed by an admission limit, by limit. */
+  readonly connectionsRefused: Counter<'reason'>;
+  /** Open WebSocket connections: unauthenticated, worker, monitor. */
+  readonly connections: Gauge<'state'>;
   readonly stepsTotal: Counter;
   /** Wall time of whole steps. */
   readonly stepSeconds: Histogram;
@@ -47,6 +51,19 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
   const registers = [registry];
   const gauge = (name: string, help: string) => new Gauge({ name, help, registers });
   const counter = (name: string, help: string) => new Counter({ name, help, registers });
+  /**
+   * A gauge that is absent from /metrics until its first value: prom-client shows an unset
+   * gauge as 0, and a test accuracy of 0 before any evaluation reads as a broken model.
+   */
+  const gaugeOnceSet = (name: string, help: string) => {
+    const metric = new Gauge({ name, help, registers: [] });
+    const set = metric.set.bind(metric);
+    metric.set = ((...args: Parameters<Gauge['set']>) => {
+      if (!registry.getSingleMetric(name)) registry.registerMetric(metric);
+      return set(...(args as [number]));
+    }) as Gauge['set'];
+    return metric;
+  };
 
   const workerImagesPerSecond = new Gauge<'worker' | 'backend'>({
     name: 'chorus_worker_images_per_second',
@@ -63,11 +80,11 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
     metrics: () => registry.metrics(),
     step: gauge('chorus_step', 'Completed training steps (the version of the master weights).'),
     workers: gauge('chorus_workers', 'Workers that are ready to train.'),
-    trainLoss: gauge('chorus_train_loss', 'Training loss of the latest step.'),
-    trainAccuracy: gauge('chorus_train_accuracy', 'Training accuracy of the latest step.'),
-    testAccuracy: gauge('chorus_test_accuracy', 'Accuracy on the test set at the latest evaluation.'),
-    imagesPerSecond: gauge('chorus_images_per_second', 'Training throughput over all workers, in images per second.'),
-    learningRate: gauge('chorus_learning_rate', 'Learning rate of the latest step.'),
+    trainLoss: gaugeOnceSet('chorus_train_loss', 'Training loss of the latest step.'),
+    trainAccuracy: gaugeOnceSet('chorus_train_accuracy', 'Training accuracy of the latest step.'),
+    testAccuracy: gaugeOnceSet('chorus_test_accuracy', 'Accuracy on the test set at the latest evaluation.'),
+    imagesPerSecond: gaugeOnceSet('chorus_images_per_second', 'Training throughput over all workers, in images per second.'),
+    learningRate: gaugeOnceSet('chorus_learning_rate', 'Learning rate of the latest step.'),
     bytesReceived: counter('chorus_bytes_received_total', 'Bytes received from workers.'),
     bytesSent: counter('chorus_bytes_sent_total', 'Bytes sent to workers.'),
     shardsReissued: counter('chorus_shards_reissued_total', 'Shards given to another worker after a worker failed or was too slow.'),
@@ -75,6 +92,18 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
       name: 'chorus_messages_refused_total',
       help: 'Messages from workers that were refused, by reason.',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    connectionsRefused: new Counter<'reason'>({
+      name: 'chorus_connections_refused_total',
+      help: 'WebSocket connections refused or closed by an admission limit (too many connections, hello timeout, address on hold, frame too large before hello).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    connections: new Gauge<'state'>({
+      name: 'chorus_connections',
+      help: 'Open WebSocket connections, by state: unauthenticated (no valid hello yet), worker, monitor.',
+      labelNames: ['state'] as const,
       registers,
     }),
     stepsTotal: counter('chorus_steps_total', 'Training steps completed by this coordinator process.'),

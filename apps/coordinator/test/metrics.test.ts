@@ -102,3 +102,26 @@ test('each call has its own registry, apart from the global one', async () => {
   assert.match(await withDefaults.metrics(), /^process_cpu_user_seconds_total /m);
   assert.ok(!(await globalRegistry.metrics()).includes('chorus_'));
 });
+
+test('a gauge with no value yet is absent, not 0: test accuracy before any evaluation', async () => {
+  const m = createMetrics();
+  m.step.set(3);
+  let text = await m.metrics();
+  for (const name of ['chorus_test_accuracy', 'chorus_train_loss', 'chorus_train_accuracy', 'chorus_images_per_second', 'chorus_learning_rate']) {
+    assert.ok(!text.includes(name), `${name} is listed before it has a value`);
+  }
+  m.testAccuracy.set(0);
+  m.testAccuracy.set(0.41);
+  text = await m.metrics();
+  assert.ok(lines(text).includes('chorus_test_accuracy 0.41'));
+  assert.equal(text.split('# TYPE chorus_test_accuracy').length, 2, 'registered once');
+});
+
+test('admission metrics: refused connections by reason and open connections by state', async () => {
+  const m = createMetrics();
+  m.connectionsRefused.inc({ reason: 'hello-timeout' });
+  m.connections.set({ state: 'unauthenticated' }, 2);
+  const text = await m.metrics();
+  assert.ok(lines(text).includes('chorus_connections_refused_total{reason="hello-timeout"} 1'));
+  assert.ok(lines(text).includes('chorus_connections{state="unauthenticated"} 2'));
+});

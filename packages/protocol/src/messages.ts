@@ -24,6 +24,20 @@ export interface WorkerRuntime {
   microBatch: number;
   /** Free text: user agent, hostname, ... */
   agent: string;
+  /**
+   * The backends the worker tried when it chose, with each one's measured training speed and
+   * why it was not used (shown on the dashboard). Optional: older workers do not send it.
+   */
+  backends?: BackendMeasurement[];
+}
+
+/** One candidate backend of a worker's choice (runtime.backends). */
+export interface BackendMeasurement {
+  name: string;
+  /** Measured images/s of a training step; null when it failed or was not measured. */
+  imagesPerSecond: number | null;
+  /** Why it was not used; absent on the chosen one. */
+  skipped?: string;
 }
 
 export interface RunDescription {
@@ -148,6 +162,7 @@ export type ErrorCode =
   | 'unknown-type'
   | 'bad-gradient'
   | 'too-large'
+  | 'timeout'
   | 'internal';
 
 export type Message =
@@ -187,6 +202,8 @@ export const CLOSE_CODES = {
   badGradient: 4004,
   replaced: 4005,
   shutdown: 4006,
+  /** No valid hello in time (the worker reconnects). */
+  timeout: 4007,
 } as const;
 
 export const ERROR_CODES = [
@@ -196,6 +213,7 @@ export const ERROR_CODES = [
   'unknown-type',
   'bad-gradient',
   'too-large',
+  'timeout',
   'internal',
 ] as const satisfies readonly ErrorCode[];
 
