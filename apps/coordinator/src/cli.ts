@@ -13,6 +13,7 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run-config.js';
 import { ChorusServer } from './server.js';
+import { DEFAULT_ADMISSION_LIMITS } from './admission.js';
 import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './tls.js';
 import { routes as browserRoutes } from './browser-routes.js';
 import { composeRoutes, dashboardRoutes } from './dashboard-routes.js';
@@ -31,6 +32,12 @@ const program = addTrainingOptions(
   .option('--export <dir>', 'export the trained model (TensorFlow.js Layers format) here at the end')
   .option('--token <token>', 'join token (a random one is generated and printed when omitted)')
   .option('--heartbeat-timeout <ms>', 'drop a worker silent for this long', int('--heartbeat-timeout', 1000), DEFAULT_RUN_OPTIONS.heartbeatTimeoutMs)
+  .option('--hello-timeout <ms>', 'close a connection that sends no valid hello within this time', int('--hello-timeout', 100), DEFAULT_ADMISSION_LIMITS.helloTimeoutMs)
+  .option('--max-pre-auth-frame <bytes>', 'largest frame accepted before a valid hello', int('--max-pre-auth-frame', 1024), DEFAULT_ADMISSION_LIMITS.preAuthMaxFrameBytes)
+  .option('--max-unauthenticated <n>', 'connections without a valid hello yet, at once', int('--max-unauthenticated', 1), DEFAULT_ADMISSION_LIMITS.maxUnauthenticated)
+  .option('--max-connections <n>', 'WebSocket connections (workers, pending, dashboards), at once', int('--max-connections', 1), DEFAULT_ADMISSION_LIMITS.maxConnections)
+  .option('--auth-failures <n>', 'wrong tokens from one address before it is put on hold (0: never)', int('--auth-failures', 0), DEFAULT_ADMISSION_LIMITS.authFailures)
+  .option('--auth-hold <ms>', 'first hold of an address after --auth-failures wrong tokens; doubles each time, up to 5 min', int('--auth-hold', 1), DEFAULT_ADMISSION_LIMITS.authHoldMs)
   .option('--local-workers <n>', 'also start N Node workers on this machine', int('--local-workers', 0), 0)
   .option('--worker-backend <name>', 'backend for --local-workers (default: the best that loads)')
   .option('--tls-cert <file>', 'serve https and wss with this PEM certificate (chain); needs --tls-key. Remote browser tabs need it for WebGPU')
@@ -47,6 +54,12 @@ interface CliOptions extends TrainingCliOptions {
   export?: string;
   token?: string;
   heartbeatTimeout: number;
+  helloTimeout: number;
+  maxPreAuthFrame: number;
+  maxUnauthenticated: number;
+  maxConnections: number;
+  authFailures: number;
+  authHold: number;
   localWorkers: number;
   workerBackend?: string;
   tlsCert?: string;
@@ -100,7 +113,14 @@ async function main(): Promise<void> {
   });
   if (opts.resume && !(await coordinator.resume())) log.warn('no checkpoint to resume from: starting at step 0');
   const routes = composeRoutes(dashboardRoutes, browserRoutes);
-  const server = new ChorusServer({ host: opts.host, port: opts.port, coordinator, metrics, log, routes, tls });
+  const server = new ChorusServer({ host: opts.host, port: opts.port, coordinator, metrics, log, routes, tls, limits: {
+    helloTimeoutMs: opts.helloTimeout,
+    preAuthMaxFrameBytes: opts.maxPreAuthFrame,
+    maxUnauthenticated: opts.maxUnauthenticated,
+    maxConnections: opts.maxConnections,
+    authFailures: opts.authFailures,
+    authHoldMs: opts.authHold,
+  } });
   const { port } = await server.listen();
   const urls = advertisedUrls({ host: opts.host, port, token, tls });
   console.log(
