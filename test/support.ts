@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { get as httpsGet } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,16 +33,56 @@ export class Proc {
     void this.exited.then(() => live.delete(this));
   }
 
-  kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /**
+   * Stops the process and waits for it, within bounds so a `finally` always completes: a
+   * stopped (SIGSTOP) process is continued so it can act on the signal, and one that has not
+   * exited `graceMs` later is killed.
+   */
+  async kill(signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<number | null> {
+    if (!this.running) return this.exited;
+    this.child.kill(signal);
+    this.child.kill('SIGCONT');
+    if (signal !== 'SIGKILL' && (await within(this.exited, graceMs)) === timedOut) this.child.kill('SIGKILL');
     return this.exited;
+  }
+
+  /** The exit code, failing (with the process's output) if it has not exited within `timeoutMs`. */
+  async exit(timeoutMs = 120_000): Promise<number | null> {
+    const code = await within(this.exited, timeoutMs);
+    if (code === timedOut) throw new Error(`still running after ${timeoutMs} ms:\n${this.output.slice(-4000)}`);
+    return code;
   }
 }
 
+const timedOut = Symbol('timed out');
+
+/** `promise`'s value, or `timedOut` after `ms` (without keeping the process alive). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof timedOut> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<typeof timedOut>((resolve) => {
+    timer = setTimeout(() => resolve(timedOut), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 const live = new Set<Proc>();
-process.on('exit', () => {
+const killAll = () => {
   for (const p of live) p.child.kill('SIGKILL');
-});
+};
+// The safety net for a test that timed out in the middle of an await (its `finally` never
+// runs): at exit, and when the test runner stops a file that ran past --test-timeout (SIGTERM).
+process.on('exit', killAll);
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(signal === 'SIGTERM' ? 143 : 130);
+  });
+}
 
 export interface CoordinatorProc {
   proc: Proc;
@@ -60,23 +101,70 @@ export interface Status {
   events: { kind: string; message: string }[];
 }
 
-export async function startCoordinator(args: string[]): Promise<CoordinatorProc> {
-  const proc = new Proc([coordinatorCli, '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, ...args]);
+/** GET over https trusting `ca` (global fetch cannot be given a CA in Node 20). */
+function getJsonTls(url: string, ca: string | Buffer | undefined): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    httpsGet(url, { ca }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (error) {
+          reject(error);
+        }
+      });
+    }).on('error', reject);
+  });
+}
+
+/**
+ * `options.ca`: the CA to trust for a coordinator started with --tls-cert (its status is then
+ * fetched over https); `options.env`: extra environment for the coordinator.
+ */
+export async function startCoordinator(args: string[], options: { ca?: string | Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<CoordinatorProc> {
+  const proc = new Proc([coordinatorCli, '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, ...args], options.env);
+  // Not yet the caller's to stop: a coordinator that never prints its banner is stopped here.
   const banner = await waitFor('the coordinator banner', () => {
     if (proc.child.exitCode !== null) throw new Error(`coordinator exited:\n${proc.output}`);
-    const m = /dashboard:\s+http:\/\/127\.0\.0\.1:(\d+)\/[\s\S]*?token:\s+(\S+)|token:\s+(\S+)[\s\S]*?dashboard:\s+http:\/\/127\.0\.0\.1:(\d+)\//.exec(proc.output);
-    return m ? { port: Number(m[1] ?? m[4]), token: m[2] ?? m[3] } : null;
+    const m = /dashboard:\s+https?:\/\/127\.0\.0\.1:(\d+)\/[\s\S]*?token:\s+(\S+)|token:\s+(\S+)[\s\S]*?dashboard:\s+https?:\/\/127\.0\.0\.1:(\d+)\//.exec(proc.output);
+    return m ? { port: Number(m[1] ?? m[4]), token: m[2] ?? m[3], tls: /dashboard:\s+https:/.test(proc.output) } : null;
+  }).catch(async (error: unknown) => {
+    await proc.kill();
+    throw error;
   });
-  const base = `http://127.0.0.1:${banner.port}`;
+  const base = `${banner.tls ? 'https' : 'http'}://127.0.0.1:${banner.port}`;
   return {
     proc,
     port: banner.port,
     token: banner.token,
-    url: `ws://127.0.0.1:${banner.port}/ws`,
-    status: async () => (await (await fetch(`${base}/api/status`)).json()) as Status,
+    url: `${banner.tls ? 'wss' : 'ws'}://127.0.0.1:${banner.port}/ws`,
+    status: async () =>
+      (banner.tls ? await getJsonTls(`${base}/api/status`, options.ca) : await (await fetch(`${base}/api/status`)).json()) as Status,
   };
 }
 
 export function startWorker(url: string, token: string, extra: string[] = []): Proc {
   return new Proc([workerCli, url, '--token', token, '--backend', 'wasm', ...extra]);
 }
+
+/**
+ * max |a - b| / max |b|: how far distributed weights are from the reference's. Shards are cut
+ * on BatchNorm group boundaries, so only the float32 summation order differs (about 1e-7
+ * relative per addition); over a few steps that stays far below EQUIVALENCE_TOLERANCE, while a
+ * shard lost, counted twice, weighted wrongly or normalised with the wrong group moves the
+ * weights by 1e-3 or more.
+ */
+export function relativeMaxDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`${a.length} weights vs ${b.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+export const EQUIVALENCE_TOLERANCE = 1e-5;

@@ -74,3 +74,31 @@ test('the result does not depend on arrival order, bit for bit', () => {
   };
   assert.deepEqual(run([3, 1, 0, 2]), run([0, 1, 2, 3]));
 });
+
+test('shards of unequal size count by their examples, not as equals', () => {
+  // 24 examples cut 16 + 8 (what a slow worker's smaller share or an uneven split gives): the
+  // step's mean is over examples, so the big shard weighs twice the small one. A reducer that
+  // averaged the shards' own means would get 2.5 instead of 2 everywhere below.
+  const r = new StepReducer(layout, 24);
+  r.expect(0, 16);
+  r.expect(16, 24);
+  const big = shard(16, 1);
+  const small = { ...shard(8, 4), correct: 2 };
+  assert.equal(r.accept(16, 24, small), true);
+  assert.equal(r.accept(0, 16, big), true);
+  const t = r.totals();
+  assert.equal(t.count, 24);
+  assert.equal(t.examples, 24);
+  assert.equal(t.shards, 2);
+  for (const i of [0, P >> 1, P - 1]) assert.equal(t.gradient[i], (16 * 1 + 8 * 4) / 24, `gradient[${i}]`);
+  assert.equal(t.loss, 2);
+  assert.equal(t.accuracy, (16 + 2) / 24);
+  // Pooled moments, weighted by count: mean (16 * 1 + 8 * 4) / 24 = 2; variance 1 (within the
+  // parts) + (16 * (1 - 2)^2 + 8 * (4 - 2)^2) / 24 = 3 (between them).
+  const half = layout.bnStatCount / 2;
+  assert.equal(t.bn.count, 24);
+  assert.equal(t.bn.moments[0], 2);
+  assert.equal(t.bn.moments[half - 1], 2);
+  assert.equal(t.bn.moments[half], 3);
+  assert.equal(t.bn.moments[layout.bnStatCount - 1], 3);
+});
