@@ -4,6 +4,7 @@
  * page only starts it, forwards visibility and the Leave button, and shows what it reports.
  */
 import type { WorkerStatus } from '@chorus/worker';
+import type { BackendMeasurement } from '@chorus/backend';
 
 /** The backends a tab tries, best first. */
 export const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
@@ -38,8 +39,12 @@ export interface BackendReport {
   device: string;
   adapter: AdapterDescription | null;
   microBatch: number;
-  /** Better backends passed over, and why. */
+  /** The other backends tried, and why each was not taken. */
   skipped: { name: BrowserBackendName; reason: string }[];
+  /** The chosen backend's measured images/s on the run's model (null when forced). */
+  imagesPerSecond: number | null;
+  /** Every candidate with its measured images/s, as sent to the coordinator (runtime.backends). */
+  measurements: BackendMeasurement[];
 }
 
 export interface MemoryReport {

@@ -113,6 +113,14 @@ const PHASE_TEXT: Record<TabState['phase'], string> = {
   failed: 'failed',
 };
 
+/** "wasm 25.7 images/s (chosen), webgl 1.1 images/s, webgpu not timed", or why there is none. */
+function measuredText(b: BackendReport): string {
+  if (b.imagesPerSecond === null && b.measurements.every((m) => m.imagesPerSecond === null)) return 'not timed (backend forced)';
+  return b.measurements
+    .map((m) => `${m.name} ${m.imagesPerSecond === null ? 'not timed' : `${m.imagesPerSecond.toFixed(m.imagesPerSecond < 10 ? 2 : 1)} images/s`}${m.skipped === undefined ? ' (chosen)' : ''}`)
+    .join(', ');
+}
+
 function render(): void {
   const s = state.status;
   const phase = state.phase === 'joined' && s ? `${PHASE_TEXT.joined}: ${s.state}` : PHASE_TEXT[state.phase];
@@ -126,6 +134,7 @@ function render(): void {
         `isFallbackAdapter: ${b.adapter.isFallbackAdapter}`
       : 'none (not WebGPU)';
     $('skipped').textContent = b.skipped.length ? b.skipped.map((k) => `${k.name}: ${k.reason}`).join('; ') : 'none';
+    $('measured').textContent = measuredText(b);
   }
   if (s) {
     $('worker-id').textContent = s.workerId ?? '-';
@@ -167,8 +176,9 @@ function onWorkerMessage(message: WorkerToPage): void {
       break;
     case 'backend':
       state.backend = message.report;
-      for (const s of message.report.skipped) log(`skipped ${s.name}: ${s.reason}`);
+      for (const s of message.report.skipped) log(`not using ${s.name}: ${s.reason}`);
       log(`backend: ${message.report.tfBackend} (${message.report.device})`);
+      log(`measured: ${measuredText(message.report)}`);
       break;
     case 'status': {
       const first = state.status?.workerId == null && message.status.workerId != null;

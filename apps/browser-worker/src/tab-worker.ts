@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Replica } from '@chorus/train';
 import { CLOSE_CODES } from '@chorus/protocol';
-import { ChorusWorker, shardImages, type Connect, type WorkerStatus } from '@chorus/worker';
+import { ChorusWorker, measureTrainingSpeed, shardImages, specForPreset, type Connect, type WorkerStatus } from '@chorus/worker';
 import type { ResNetV2Spec } from '@chorus/model';
 import { selectBrowserBackend } from './backends.js';
 import { connectBrowserWebSocket } from './browser-transport.js';
@@ -58,10 +58,27 @@ function onStatus(status: WorkerStatus): void {
   post({ type: 'status', status, memory: memory(), tensorsPerShard: [...tensorsPerShard] });
 }
 
+/** The preset of the coordinator that served this page, or null (no run: ?selftest on a bare server). */
+async function runPreset(): Promise<string | null> {
+  try {
+    const response = await fetch(new URL('/api/status', self.location.href));
+    if (!response.ok) return null;
+    const preset = ((await response.json()) as { preset?: unknown }).preset;
+    return typeof preset === 'string' ? preset : null;
+  } catch {
+    return null;
+  }
+}
+
 async function start(options: JoinOptions): Promise<void> {
   tf.env().set('PROD', true);
   post({ type: 'phase', phase: 'selecting-backend' });
+  // Candidates are timed on the model the run trains (the page's server says which); a forced
+  // backend is not timed, so nothing is fetched then.
+  const model = options.backend ? null : specForPreset(await runPreset());
+  if (model) post({ type: 'log', line: `timing backends on a training step of ${model.preset}` });
   const report = await selectBrowserBackend({
+    measure: model ? (_name, microBatch) => measureTrainingSpeed(model.spec, { microBatch }) : undefined,
     force: options.backend,
     // worker.js and the .wasm files are in the same folder.
     wasmPaths: new URL('./', self.location.href).href,
@@ -86,6 +103,7 @@ async function start(options: JoinOptions): Promise<void> {
       cores: Math.max(1, Math.min(4096, navigator.hardwareConcurrency || 1)),
       microBatch: report.microBatch,
       agent: agentString(navigator.userAgent),
+      backends: report.measurements,
     },
     isHidden: () => hidden,
     onStatus,

@@ -75,3 +75,17 @@ export function share(lastShard: number | null | undefined, batch: number | null
   if (!known(lastShard) || !known(batch) || batch <= 0) return NONE;
   return `${((100 * lastShard) / batch).toFixed(0)}% (${lastShard})`;
 }
+
+/**
+ * A worker's backend choice as a tooltip: one line per candidate it tried, "wasm: 27.5 img/s
+ * (chosen)", "webgpu: 3.14 img/s, not used: software rendering, ...". '' when it sent none.
+ */
+export function backendChoice(backends: readonly { name: string; imagesPerSecond: number | null; skipped?: string }[] | undefined): string {
+  if (!backends || backends.length === 0) return '';
+  return backends
+    .map((b) => {
+      const speed = b.imagesPerSecond === null ? 'not measured' : `${number(b.imagesPerSecond, 3)} img/s`;
+      return `${b.name}: ${speed}${b.skipped === undefined ? ' (chosen)' : `, not used: ${b.skipped}`}`;
+    })
+    .join('\n');
+}

@@ -1,7 +1,7 @@
 import QRCode from 'qrcode';
 import { LiveChart, accuracyData, breakdownData, formats, lossData, throughputData } from './charts.js';
 import { describeRefusal, isLoopback, joinUrl, monitorUrl, sendControl, tokenFrom, type ControlAction } from './controls.js';
-import { NONE, bytes, clock, duration, integer, millis, number, percent, rate, share } from './format.js';
+import { NONE, backendChoice, bytes, clock, duration, integer, millis, number, percent, rate, share } from './format.js';
 import { applyMessage, backoffMs, emptyState, parseMessage, type Changes } from './state.js';
 import { BREAKDOWN_PARTS, type Status, type WorkerRow } from './types.js';
 
@@ -148,10 +148,17 @@ function renderWorkers(): void {
       status.dataset.state = w.state;
       const device = el('td', { text: w.device || NONE, className: 'device' });
       device.title = w.device;
+      // What the worker measured when it chose its backend (the others and why not), on hover.
+      const backend = el('td', { text: w.backend, className: 'backend' });
+      const measured = backendChoice(w.backends);
+      if (measured) {
+        backend.title = measured;
+        backend.dataset.measured = 'true';
+      }
       tr.append(
         el('td', { text: w.id, className: 'mono' }),
         el('td', { text: w.kind }),
-        el('td', { text: w.backend }),
+        backend,
         device,
         el('td', { text: w.state === 'left' ? NONE : share(w.lastShard, s.batch), className: 'num' }),
         el('td', { text: rate(w.imagesPerSecond), className: 'num' }),

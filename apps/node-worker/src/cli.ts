@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
-import { NODE_BACKENDS, describeChoice, selectNodeBackend } from '@chorus/backend/node';
+import { NODE_BACKENDS, describeChoice } from '@chorus/backend/node';
 import { ChorusWorker, type WorkerStatus } from '@chorus/worker';
 import { createWsConnect, workerUrl } from './ws-transport.js';
+import { chooseWorkerBackend } from './choose-backend.js';
 import { defaultMicroBatch } from '@chorus/backend';
 
 const positive = (name: string) => (value: string) => {
@@ -55,8 +56,15 @@ async function main(): Promise<void> {
   // Read before choosing a backend (which takes seconds), so a wrong path fails at once.
   const connect = createWsConnect({ ca: opts.ca === undefined ? undefined : readCa(opts.ca), certFingerprint: opts.certFingerprint });
   if (url.startsWith('ws://') && opts.ca) console.warn(`warning: --ca is only used for wss:// URLs, and ${url} is ws://`);
-  const backend = await selectNodeBackend({ force: opts.backend });
   const prefix = `[${opts.name}]`;
+  const backend = await chooseWorkerBackend({
+    url,
+    force: opts.backend,
+    microBatch: opts.microBatch,
+    tls: { ca: opts.ca === undefined ? undefined : readCa(opts.ca), certFingerprint: opts.certFingerprint },
+    log: (line) => console.log(`${prefix} ${line}`),
+  });
+  if (backend.imagesPerSecond !== null) console.log(`${prefix} backends timed on a training step of ${backend.preset}:`);
   console.log(`${prefix} ${describeChoice(backend).replace(/\n/g, `\n${prefix} `)}`);
   let lastLine = 0;
   const worker = new ChorusWorker({
@@ -70,6 +78,7 @@ async function main(): Promise<void> {
       cores: cpus().length,
       microBatch: Math.floor(opts.microBatch ?? defaultMicroBatch(backend.tfBackend)),
       agent: `node ${process.version} ${process.platform}-${process.arch} ${opts.name}`,
+      backends: backend.measurements,
     },
     slowdown: opts.slowdown,
     log: (line) => console.log(`${prefix} ${line}`),

@@ -3,6 +3,8 @@
  * over the `/monitor` WebSocket (JSON text frames). Types only, so any page can use them.
  */
 
+import type { BackendMeasurement } from './messages.js';
+
 export type WorkerState = 'training' | 'straggling' | 'throttled' | 'left';
 
 export interface WorkerRow {
@@ -19,6 +21,8 @@ export interface WorkerRow {
   imagesDone: number;
   bytesIn: number | null;
   bytesOut: number | null;
+  /** The backends it tried when choosing, with measured images/s (runtime.backends); [] if not sent. */
+  backends: BackendMeasurement[];
 }
 
 export interface RunEvent {

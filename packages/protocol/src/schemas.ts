@@ -122,6 +122,14 @@ function checkCorrect(msg: { count: number; correct: number }, ctx: Ctx): void {
 
 const version = z.literal(PROTOCOL_VERSION);
 
+/** runtime.backends: a short list of short entries (a worker's chain has four or five). */
+const BACKEND_LIMITS = { maxEntries: 8, name: 32, skipped: 300, maxImagesPerSecond: 1e7 } as const;
+const backendMeasurement = z.object({
+  name: text(BACKEND_LIMITS.name).min(1),
+  imagesPerSecond: z.number().nonnegative().max(BACKEND_LIMITS.maxImagesPerSecond).nullable(),
+  skipped: text(BACKEND_LIMITS.skipped).optional(),
+});
+
 const runtime: z.ZodType<WorkerRuntime> = z.object({
   kind: z.enum(['node', 'browser']),
   backend: text(STRING_LIMITS.runtime),
@@ -129,6 +137,7 @@ const runtime: z.ZodType<WorkerRuntime> = z.object({
   cores: positive.max(RUNTIME_LIMITS.maxCores),
   microBatch: positive.max(RUNTIME_LIMITS.maxMicroBatch),
   agent: text(STRING_LIMITS.runtime),
+  backends: z.array(backendMeasurement).max(BACKEND_LIMITS.maxEntries).optional(),
 });
 
 const hello: z.ZodType<Hello> = z.object({

@@ -2,3 +2,4 @@ export * from './transport.js';
 export * from './worker.js';
 export * from './backoff.js';
 export * from './shard-input.js';
+export * from './measure.js';
