@@ -58,8 +58,11 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-/** Headless Chromium with WebGPU (SwiftShader when there is no GPU) in a fresh profile. */
-export async function launchChromium(): Promise<Chromium> {
+/**
+ * Headless Chromium with WebGPU (SwiftShader when there is no GPU) in a fresh profile.
+ * `ignoreHTTPSErrors`: accept any certificate (a test's own, from a CA Chromium does not know).
+ */
+export async function launchChromium(options: { ignoreHTTPSErrors?: boolean } = {}): Promise<Chromium> {
   const profile = await mkdtemp(join(tmpdir(), 'chorus-chromium-'));
   let context: BrowserContext;
   try {
@@ -77,6 +80,7 @@ export async function launchChromium(): Promise<Chromium> {
         '--enable-unsafe-webgpu',
       ],
       env: { ...process.env, HOME: profile, TMPDIR: profile },
+      ...(options.ignoreHTTPSErrors ? { ignoreHTTPSErrors: true } : {}),
     });
   } catch (error) {
     await rm(profile, { recursive: true, force: true });

@@ -58,13 +58,15 @@ export async function loadTlsFiles(certPath: string | undefined, keyPath: string
   } catch (error) {
     throw new TlsConfigError(`--tls-cert ${certPath} is not a PEM certificate (${opensslReason(error)})`);
   }
+  // OpenSSL 3 words a missing passphrase as "interrupted or cancelled".
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(key.toString('latin1'))) {
+    throw new TlsConfigError(`--tls-key ${keyPath} is encrypted: give an unencrypted key (openssl pkey -in KEY -out KEY.plain)`);
+  }
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(key);
   } catch (error) {
-    const reason = opensslReason(error);
-    const hint = /passphrase/i.test(reason) ? ': the key is encrypted; give an unencrypted one (openssl pkey -in KEY -out KEY.plain)' : ` (${reason})`;
-    throw new TlsConfigError(`--tls-key ${keyPath} is not a usable PEM private key${hint}`);
+    throw new TlsConfigError(`--tls-key ${keyPath} is not a usable PEM private key (${opensslReason(error)})`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {
     throw new TlsConfigError(`--tls-key ${keyPath} is not the private key of the certificate in --tls-cert ${certPath}`);
