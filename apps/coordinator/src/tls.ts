@@ -69,7 +69,7 @@ export async function loadTlsFiles(certPath: string | undefined, keyPath: string
     throw new TlsConfigError(`--tls-key ${keyPath} is not a usable PEM private key (${opensslReason(error)})`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {
-    throw new TlsConfigError(`--tls-key ${keyPath} is not the private key of the certificate in --tls-cert ${certPath}`);
+    throw new TlsConfigError(`--tls-key ${keyPath} is not the private key of the certificate in --tls-cert ${certPath} (its first certificate, which must be the server's own)`);
   }
   try {
     createSecureContext({ cert, key });

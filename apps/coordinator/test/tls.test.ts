@@ -104,7 +104,7 @@ test('certificate and key files: read, checked, and each mistake named', { skip:
     await refusal(dir, a.key, /it is a directory/);
     await refusal(a.key, a.cert, /^--tls-cert .*a\.key holds no PEM certificate/);
     await refusal(a.cert, a.cert, /^--tls-key .*a\.pem holds no PEM private key/);
-    await refusal(a.cert, join(dir, 'b.key'), /^--tls-key .*b\.key is not the private key of the certificate in --tls-cert .*a\.pem$/);
+    await refusal(a.cert, join(dir, 'b.key'), /^--tls-key .*b\.key is not the private key of the certificate in --tls-cert .*a\.pem \(its first certificate/);
 
     const garbled = join(dir, 'garbled.pem');
     await writeFile(garbled, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
