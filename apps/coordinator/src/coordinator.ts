@@ -21,7 +21,7 @@ import { createOptimizer, learningRate, scheduleOf, updateRunningStats, type Opt
 import type { CheckpointStore } from './checkpoint.js';
 import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
-import { Membership, type WorkerRecord } from './membership.js';
+import { Membership, expectReply, type WorkerRecord } from './membership.js';
 import type { ChorusMetrics } from './metrics.js';
 import { StepReducer } from './reducer.js';
 import { configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
@@ -391,6 +391,7 @@ export class Coordinator {
         deadline: this.now() + this.deadlineFor(worker, count),
       };
       current.shards.set(shard.id, shard);
+      expectReply(worker, shard.id);
       worker.conn?.send({
         type: 'assign',
         v: PROTOCOL_VERSION,
@@ -461,11 +462,8 @@ export class Coordinator {
   private onGradient(worker: WorkerRecord, message: GradientMessage): Refusal | null {
     const current = this.current;
     const shard = current?.shards.get(message.shardId);
-    if (message.shardId >= this.nextShardId) {
-      return { code: 'bad-gradient', message: `a gradient for shard ${message.shardId}, which was never assigned` };
-    }
-    if (shard && shard.workerId !== worker.id) {
-      return { code: 'bad-gradient', message: `a gradient for shard ${message.shardId}, which is assigned to another worker` };
+    if (!worker.awaiting.delete(message.shardId)) {
+      return { code: 'bad-gradient', message: `a gradient for shard ${message.shardId}, which was never assigned to this worker or was answered already` };
     }
     if (!current || !shard || message.step !== current.step) {
       this.deps.log.info('dropped a late or duplicate gradient', { worker: worker.id, step: message.step, shard: message.shardId });
@@ -605,7 +603,9 @@ export class Coordinator {
       const { pixels, labels } = gatherExamples(this.deps.data.test, indices);
       const id = this.nextShardId++;
       ev.shards.set(id, { id, workerId: plan.workerId, start: plan.start, end: plan.end });
-      this.membership.get(plan.workerId)?.conn?.send({
+      const worker = this.membership.get(plan.workerId);
+      if (worker) expectReply(worker, id);
+      worker?.conn?.send({
         type: 'evaluate',
         v: PROTOCOL_VERSION,
         evalId: ev.evalId,
@@ -630,11 +630,8 @@ export class Coordinator {
   private onEvalResult(worker: WorkerRecord, message: EvalResult): Refusal | null {
     const ev = this.currentEval;
     const shard = ev?.shards.get(message.shardId);
-    if (message.shardId >= this.nextShardId) {
-      return { code: 'malformed', message: `an evaluation result for shard ${message.shardId}, which was never assigned` };
-    }
-    if (shard && shard.workerId !== worker.id) {
-      return { code: 'malformed', message: `an evaluation result for shard ${message.shardId}, which is assigned to another worker` };
+    if (!worker.awaiting.delete(message.shardId)) {
+      return { code: 'malformed', message: `an evaluation result for shard ${message.shardId}, which was never assigned to this worker or was answered already` };
     }
     if (!ev || !shard || message.evalId !== ev.evalId) return null;
     if (message.count !== shard.end - shard.start) {

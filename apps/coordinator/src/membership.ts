@@ -23,7 +23,22 @@ export interface WorkerRecord {
   straggling: boolean;
   /** A browser tab reported itself hidden (throttled). */
   hidden: boolean;
+  /**
+   * Shards (training and evaluation) sent to this worker and not answered yet, oldest first:
+   * a reply for one of these that comes too late is dropped quietly, a reply for any other
+   * shard is a forgery or a bug and is refused.
+   */
+  awaiting: Set<number>;
   leftReason?: string;
+}
+
+/** Unanswered shards remembered per worker; a worker that never answers cannot grow the set without bound. */
+export const MAX_AWAITED_SHARDS = 1024;
+
+/** Records that `shardId` was sent to `worker`. */
+export function expectReply(worker: WorkerRecord, shardId: number): void {
+  worker.awaiting.add(shardId);
+  if (worker.awaiting.size > MAX_AWAITED_SHARDS) worker.awaiting.delete(worker.awaiting.values().next().value!);
 }
 
 /**
@@ -56,6 +71,7 @@ export class Membership {
       imagesDone: 0,
       straggling: false,
       hidden: false,
+      awaiting: new Set(),
     };
     this.workers.set(id, record);
     return record;
