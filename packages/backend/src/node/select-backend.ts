@@ -99,7 +99,22 @@ interface Attempt {
   software: boolean;
 }
 
+/**
+ * Dawn is set up once per process: a second instance next to the one tfjs holds was seen to
+ * hang the next GPU call, so later choices reuse the first adapter.
+ */
+let webgpuSetUp: Attempt | null = null;
+
 async function tryWebgpu(): Promise<Attempt> {
+  if (webgpuSetUp) {
+    await activate('webgpu');
+    return webgpuSetUp;
+  }
+  webgpuSetUp = await setUpWebgpu();
+  return webgpuSetUp;
+}
+
+async function setUpWebgpu(): Promise<Attempt> {
   if (vulkanLoaderMissing()) throw new Unavailable('no Vulkan loader (libvulkan.so.1) here, which WebGPU through Dawn needs');
   const dawn = (await importOptional('webgpu')) as DawnModule;
   const gpu = dawn.create([]);
