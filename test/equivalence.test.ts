@@ -8,7 +8,7 @@ import { trainLocally } from '@chorus/local-trainer';
 import { PRESETS } from '@chorus/model';
 import { connectWs } from '@chorus/node-worker';
 import { ChorusWorker, type WorkerStatus } from '@chorus/worker';
-import { EQUIVALENCE_TOLERANCE, cifarDir, relativeMaxDiff } from './support.js';
+import { EQUIVALENCE_TOLERANCE, bounded, cifarDir, relativeMaxDiff } from './support.js';
 
 tf.env().set('PROD', true);
 await selectNodeBackend({ force: 'wasm' });
@@ -78,7 +78,7 @@ async function distributed(setups: WorkerSetup[]): Promise<{ params: Float32Arra
   );
   const running = workers.map((w) => w.start());
   try {
-    await coordinator.run();
+    await bounded(coordinator.run(), 60_000, `the run with ${setups.length} workers to end`);
     return { params: coordinator.params, shards: coordinator.membership.all().map((w) => w.shardsDone), sizes };
   } finally {
     coordinator.stop();

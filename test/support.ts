@@ -51,10 +51,8 @@ export class Proc {
   }
 
   /** The exit code, failing (with the process's output) if it has not exited within `timeoutMs`. */
-  async exit(timeoutMs = 120_000): Promise<number | null> {
-    const code = await within(this.exited, timeoutMs);
-    if (code === timedOut) throw new Error(`still running after ${timeoutMs} ms:\n${this.output.slice(-4000)}`);
-    return code;
+  exit(timeoutMs = 120_000): Promise<number | null> {
+    return bounded(this.exited, timeoutMs, () => `the process to exit; its output:\n${this.output.slice(-4000)}`);
   }
 }
 
@@ -68,6 +66,16 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof timedOut
     timer.unref();
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * `promise`, or a failure naming `what` after `ms`: a wait that cannot hang, so the caller's
+ * `finally` runs (a test that times out inside an await never reaches it).
+ */
+export async function bounded<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
+  const value = await within(promise, ms);
+  if (value === timedOut) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
+  return value;
 }
 
 const live = new Set<Proc>();
