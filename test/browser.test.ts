@@ -13,7 +13,7 @@ import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS, buildGraph, initialParams, weightLayout } from '@chorus/model';
 import { Replica } from '@chorus/train';
 import { shardImages } from '@chorus/worker';
-import { launchChromium, skipBrowserTests } from './browser-support.js';
+import { launchChromium, skipBrowserTests, type Chromium } from './browser-support.js';
 import { cifarDir, startCoordinator, startWorker, waitFor, type CoordinatorProc } from './support.js';
 
 /**
@@ -38,11 +38,13 @@ async function finalHistory(dir: string) {
   return { step: state.step, ...(state.history as { steps: { step: number; examples: number }[]; events: { kind: string; message: string }[] }) };
 }
 
-test('a browser tab on WebGPU trains with a Node worker; the coordinator lists it; hidden tabs are throttled; Leave says bye', { skip }, async () => {
+test('a browser tab on WebGPU trains with a Node worker; the coordinator lists it; hidden tabs are throttled; Leave says bye', { skip, timeout: 300_000 }, async () => {
   const c = await startCoordinator([...tinyRun(16, 200), '--min-workers', '2']);
   const node = startWorker(c.url, c.token);
-  const chromium = await launchChromium();
+  // Launched inside the try: if Chromium fails to start, what the test started is still stopped.
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     const tab = await chromium.open(joinUrl(c, '&backend=webgpu'));
     const joined = await tab.waitFor('the tab to join', (s) => (s.status?.workerId ? s : null));
     const id = joined.status!.workerId!;
@@ -91,13 +93,13 @@ test('a browser tab on WebGPU trains with a Node worker; the coordinator lists i
     const step = (await c.status()).step;
     await waitFor('a step without the tab', async () => (await c.status()).step > step, 30_000);
   } finally {
-    await chromium.close();
+    await chromium?.close();
     await node.kill();
     await c.proc.kill();
   }
 });
 
-test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WASM)', { skip }, async (t) => {
+test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WASM)', { skip, timeout: 300_000 }, async (t) => {
   // Only the page is needed: serve the bundle with the coordinator's routes, no run.
   const server = createServer((req, res) => {
     void (async () => {
@@ -109,8 +111,9 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  const chromium = await launchChromium();
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     const tab = await chromium.open(`http://127.0.0.1:${port}/join?selftest&backend=webgpu`);
     await tab.waitFor('the WebGPU backend', (s) => s.phase === 'selftest-ready');
 
@@ -188,18 +191,19 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
     // And nothing was left behind in the tab.
     assert.equal(remote.tensorsAfter, remote.tensorsBefore);
   } finally {
-    await chromium.close();
+    await chromium?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 });
 
-test('closing the tab mid-run: its shard is re-issued and the run reaches its last step', { skip }, async () => {
+test('closing the tab mid-run: its shard is re-issued and the run reaches its last step', { skip, timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-tab-close-'));
   const steps = 12;
   const c = await startCoordinator([...tinyRun(16, steps), '--min-workers', '2', '--checkpoint-dir', dir, '--checkpoint-every', '100']);
   const node = startWorker(c.url, c.token);
-  const chromium = await launchChromium();
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     const tab = await chromium.open(joinUrl(c, '&backend=webgpu'));
     const trained = await tab.waitFor('the tab to train', (s) => s.status && s.status.stepsDone >= 1 && s, 120_000);
     const id = trained.status!.workerId!;
@@ -212,7 +216,7 @@ test('closing the tab mid-run: its shard is re-issued and the run reaches its la
       { polling: 10, timeout: 60_000 },
     );
     await tab.page.close();
-    assert.equal(await c.proc.exited, 0, c.proc.output);
+    assert.equal(await c.proc.exit(), 0, c.proc.output);
     assert.ok(closedAt < steps, 'the tab was closed mid-run');
     const history = await finalHistory(dir);
     assert.equal(history.step, steps);
@@ -224,19 +228,20 @@ test('closing the tab mid-run: its shard is re-issued and the run reaches its la
       `the tab's shard was re-issued:\n${history.events.map((e) => `${e.kind}: ${e.message}`).join('\n')}`,
     );
   } finally {
-    await chromium.close();
+    await chromium?.close();
     await node.kill();
     await c.proc.kill();
     await rm(dir, { recursive: true, force: true });
   }
 });
 
-test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training kernels', { skip }, async () => {
+test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training kernels', { skip, timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-tab-wasm-'));
   const steps = 6;
   const c = await startCoordinator([...tinyRun(16, steps), '--checkpoint-dir', dir, '--checkpoint-every', '100']);
-  const chromium = await launchChromium();
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     // A backend that is not one fails visibly, on the page.
     const wrong = await chromium.open(joinUrl(c, '&backend=tensorflow'));
     const failed = await wrong.state();
@@ -245,7 +250,7 @@ test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training k
     await wrong.page.close();
 
     const tab = await chromium.open(joinUrl(c, '&backend=wasm'));
-    assert.equal(await c.proc.exited, 0, c.proc.output);
+    assert.equal(await c.proc.exit(), 0, c.proc.output);
     // The coordinator shutting down at the end of the run ends the tab's part, which is no error.
     const ended = await tab.waitFor('the run to end in the tab', (s) => s.phase === 'left' && s);
     assert.match(ended.endReason ?? '', /coordinator shut down/);
@@ -261,17 +266,18 @@ test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training k
     assert.equal(history.step, steps);
     assert.ok(history.events.some((e) => e.kind === 'join' && /joined \(browser, wasm, CPU \(WebAssembly/.test(e.message)), history.events.map((e) => e.message).join('\n'));
   } finally {
-    await chromium.close();
+    await chromium?.close();
     await c.proc.kill();
     await rm(dir, { recursive: true, force: true });
   }
 });
 
-test('the tab does not leak tensors: tf.memory().numTensors is the same after every shard', { skip }, async () => {
+test('the tab does not leak tensors: tf.memory().numTensors is the same after every shard', { skip, timeout: 300_000 }, async () => {
   const steps = 8;
   const c = await startCoordinator(tinyRun(8, steps));
-  const chromium = await launchChromium();
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     const tab = await chromium.open(joinUrl(c, '&backend=webgpu'));
     const done = await tab.waitFor('every step in the tab', (s) => s.tensorsPerShard.length >= steps && s, 120_000);
     const counts = done.tensorsPerShard;
@@ -279,7 +285,33 @@ test('the tab does not leak tensors: tf.memory().numTensors is the same after ev
     // The replica's variables are all that stays: one tensor per parameter tensor, plus a few.
     assert.ok(counts[0] > 0 && counts[0] < 100, `${counts[0]} tensors`);
     assert.match((await tab.page.textContent('#tensors')) ?? '', new RegExp(`^${counts[0]} `));
-    assert.equal(await c.proc.exited, 0, c.proc.output);
+    assert.equal(await c.proc.exit(), 0, c.proc.output);
+  } finally {
+    await chromium?.close();
+    await c.proc.kill();
+  }
+});
+
+test('without ?backend the tab times its candidates and never takes a software renderer over WASM; the coordinator gets the measurements', { skip, timeout: 180_000 }, async () => {
+  const c = await startCoordinator(tinyRun(16, 100000));
+  const chromium = await launchChromium();
+  try {
+    const tab = await chromium.open(joinUrl(c));
+    const joined = await tab.waitFor('the tab to join', (s) => (s.status?.workerId ? s : null), 150_000);
+    const backend = joined.backend as unknown as { name: string; measurements: { name: string; imagesPerSecond: number | null; skipped?: string }[] };
+    // Headless Chromium here has only SwiftShader: WebGPU's fallback adapter and WebGL on it.
+    assert.equal(backend.name, 'wasm', JSON.stringify(backend.measurements));
+    const byName = new Map(backend.measurements.map((m) => [m.name, m]));
+    assert.equal(byName.get('wasm')!.skipped, undefined);
+    assert.ok(byName.get('wasm')!.imagesPerSecond! > 0);
+    assert.match(byName.get('webgpu')!.skipped!, /software \(fallback\) WebGPU adapter/);
+    const webgl = byName.get('webgl')!;
+    if (webgl.imagesPerSecond !== null) assert.match(webgl.skipped!, /software rendering, never preferred over wasm|slower than wasm/);
+    assert.match((await tab.page.textContent('#measured')) ?? '', /wasm [\d.]+ images\/s \(chosen\)/);
+    const row = await waitFor('the coordinator to list the tab', async () =>
+      ((await c.status()).workers as unknown as { id: string; backends: unknown }[]).find((w) => w.id === joined.status!.workerId),
+    );
+    assert.deepEqual(row.backends, backend.measurements);
   } finally {
     await chromium.close();
     await c.proc.kill();
