@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
@@ -13,6 +14,7 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run-config.js';
 import { ChorusServer } from './server.js';
+import { createRunProgress } from './progress.js';
 import { DEFAULT_ADMISSION_LIMITS } from './admission.js';
 import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './tls.js';
 import { routes as browserRoutes } from './browser-routes.js';
@@ -66,14 +68,16 @@ interface CliOptions extends TrainingCliOptions {
   tlsKey?: string;
 }
 
-function startLocalWorkers(n: number, url: string, token: string, backend: string | undefined, fingerprint?: string): ChildProcess[] {
+function startLocalWorkers(n: number, url: string, token: string, backend: string | undefined, fingerprint: string | undefined, writeLine: (line: string) => void): ChildProcess[] {
   if (n === 0) return [];
   const cli = fileURLToPath(import.meta.resolve('@chorus/node-worker/cli'));
   return Array.from({ length: n }, (_, i) => {
     // Pinning our own certificate works whoever signed it and whatever names it carries.
     const pin = fingerprint ? ['--cert-fingerprint', fingerprint] : [];
     const args = [cli, url, '--token', token, '--name', `local-${i + 1}`, ...(backend ? ['--backend', backend] : []), ...pin];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    // Their lines go through the coordinator's writer, so they print above the progress bar.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream, crlfDelay: Infinity }).on('line', writeLine);
     return child;
   });
 }
@@ -82,7 +86,11 @@ async function main(): Promise<void> {
   tf.env().set('PROD', true);
   const opts = program.parse().opts<CliOptions>();
   if (opts.resume && !opts.checkpointDir) throw new Error('--resume needs --checkpoint-dir');
-  const log = createLogger();
+  // Log lines go through whatever prints the progress: straight out until it starts.
+  let writeLine = (line: string, level: string): void => {
+    (level === 'error' ? process.stderr : process.stdout).write(`${line}\n`);
+  };
+  const log = createLogger({ write: (line, level) => writeLine(line, level) });
   // Before the dataset download, so a wrong file is reported at once.
   const tls = await loadTlsFiles(opts.tlsCert, opts.tlsKey);
   if (tls && tls.validTo.getTime() < Date.now()) log.warn('the --tls-cert certificate has expired: browsers and workers will refuse it', { validTo: tls.validTo.toISOString() });
@@ -136,7 +144,14 @@ async function main(): Promise<void> {
   );
   const notice = insecureRemoteNotice(opts.host, tls !== undefined);
   if (notice) log.warn(notice);
-  const children = startLocalWorkers(opts.localWorkers, urls.localWs, token, opts.workerBackend, tls?.fingerprint256);
+  const progress = createRunProgress({ totalSteps: steps, fromStep: coordinator.step });
+  writeLine = (line) => {
+    progress.writeLine(line);
+  };
+  coordinator.subscribe((message) => {
+    if (message.type === 'step') progress.step(message.step, coordinator.etaSeconds());
+  });
+  const children = startLocalWorkers(opts.localWorkers, urls.localWs, token, opts.workerBackend, tls?.fingerprint256, (line) => progress.writeLine(line));
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
@@ -150,12 +165,14 @@ async function main(): Promise<void> {
     }
     for (const child of children) child.kill('SIGTERM');
     await server.close();
+    progress.stop();
     process.exit(0);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   await coordinator.run();
   if (shuttingDown) return;
+  progress.stop();
   if (opts.export) {
     const result = await exportLayersModel(opts.export, spec, coordinator.params, coordinator.bnStats);
     log.info('exported the model', { modelJson: result.modelJson });

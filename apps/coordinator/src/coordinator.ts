@@ -110,6 +110,8 @@ export class Coordinator {
   private readonly tokenDigest: Buffer;
   private readonly listeners = new Set<(message: RunUpdate) => void>();
   private runStartedAt: number | null = null;
+  /** The share shortage last reported, so it is said once when it starts, not at every join. */
+  private reportedShortage = false;
 
   constructor(deps: CoordinatorDeps) {
     this.deps = deps;
@@ -242,6 +244,7 @@ export class Coordinator {
     const r = hello.runtime;
     this.event('join', `worker ${worker.id} joined (${r.kind}, ${r.backend}, ${r.device})`, { worker: worker.id });
     this.deps.metrics.workers.set(this.membership.ready().length);
+    this.reportShortage();
     this.assignOrphans();
     this.poke();
     return worker;
@@ -285,6 +288,7 @@ export class Coordinator {
     if (!this.membership.leave(worker.id, reason)) return;
     this.event('leave', `worker ${worker.id} ${reason}`, { worker: worker.id });
     this.deps.metrics.workers.set(this.membership.ready().length);
+    this.reportShortage();
     this.deps.metrics.removeWorker(worker.id);
     this.reissueFrom(worker.id, 'left');
     this.reissueEvalFrom(worker.id);
@@ -358,7 +362,8 @@ export class Coordinator {
 
   /** The deadline for a shard: a multiple of the worker's expected time, never below the floor. */
   private deadlineFor(worker: WorkerRecord, count: number): number {
-    const expected = worker.speed ? (count * 1000) / worker.speed : 0;
+    if (worker.speed === null) return Math.max(this.options.minDeadlineMs, this.options.firstShardDeadlineMs);
+    const expected = (count * 1000) / worker.speed;
     return Math.max(this.options.minDeadlineMs, 3 * expected + 1000);
   }
 
@@ -450,7 +455,11 @@ export class Coordinator {
     for (const shard of [...current.shards.values()]) {
       if (now > shard.deadline && current.reducer.isPending(shard.start)) {
         const worker = this.membership.get(shard.workerId);
-        if (worker && !worker.straggling) {
+        if (worker && worker.speed === null && !worker.straggling) {
+          // Still on its first shard: slow warm-up, not (yet) a straggler.
+          worker.straggling = true;
+          this.event('straggler', `worker ${worker.id} has not finished its first shard in ${Math.round((now - shard.sentAt) / 1000)} s (warm-up included)`);
+        } else if (worker && !worker.straggling) {
           worker.straggling = true;
           this.event('straggler', `worker ${worker.id} missed the deadline of step ${current.step}`);
         }
@@ -648,8 +657,42 @@ export class Coordinator {
 
   // ---------------------------------------------------------------- reporting
 
+  /** Says once, when it begins, that more workers are ready than the batch has groups. */
+  private reportShortage(): void {
+    const shortage = this.shareShortage();
+    if (shortage && !this.reportedShortage) this.event('idle', shortage);
+    this.reportedShortage = shortage !== null;
+  }
+
+  /** Workers holding a share of the step in flight, or of the last step when none is. */
+  private workersWithShares(): Set<string> {
+    const current = this.current;
+    if (current) return new Set([...[...current.shards.values()].map((s) => s.workerId), ...current.arrivals.map((a) => a.workerId)]);
+    return new Set(Object.keys(this.history.steps.at(-1)?.perWorker ?? {}));
+  }
+
+  /**
+   * Why the batch leaves ready workers without a share, or null when it does not have to:
+   * shards are whole BatchNorm groups, so a batch of G groups feeds at most G workers.
+   */
+  shareShortage(ready = this.membership.ready().length): string | null {
+    const groups = Math.ceil(this.config.batch / this.config.bnGroup);
+    if (ready <= groups) return null;
+    return `the batch of ${this.config.batch} is ${groups} BatchNorm group${groups === 1 ? '' : 's'} of ${this.config.bnGroup}, too few for ${ready} workers: the fastest ${groups} train, the others wait (raise --batch or lower --bn-group)`;
+  }
+
+  private workerState(w: WorkerRecord, sharing: Set<string>): { state: Status['workers'][number]['state']; idleReason?: string } {
+    if (w.state === 'left') return { state: 'left' };
+    if (w.hidden) return { state: 'throttled' };
+    if (w.straggling) return { state: 'straggling' };
+    if (sharing.has(w.id) || (!this.current && this.history.steps.length === 0)) return { state: 'training' };
+    const shortage = this.shareShortage();
+    if (shortage) return { state: 'idle', idleReason: `no share: ${shortage}` };
+    return { state: 'idle', idleReason: w.joinedAt > (this.current?.startedAt ?? -Infinity) ? 'joined during this step: trains from the next one' : 'no share in this step' };
+  }
+
   /** Remaining steps times the mean duration of the last 20 steps; null before any step. */
-  private eta(): number | null {
+  etaSeconds(): number | null {
     const recent = this.history.steps.slice(-20);
     if (recent.length === 0) return null;
     const mean = recent.reduce((a, r) => a + r.seconds, 0) / recent.length;
@@ -658,6 +701,7 @@ export class Coordinator {
 
   status(): Status {
     const last = this.history.steps.at(-1);
+    const sharing = this.workersWithShares();
     return {
       preset: this.config.preset,
       paramCount: this.layout.paramCount,
@@ -672,13 +716,13 @@ export class Coordinator {
       testAccuracy: this.history.evals.at(-1)?.accuracy ?? null,
       paramsHash: this.paramsHash(),
       elapsedSeconds: this.runStartedAt === null ? 0 : (Date.now() - this.runStartedAt) / 1000,
-      etaSeconds: this.eta(),
+      etaSeconds: this.etaSeconds(),
       workers: this.membership.all().map((w) => ({
         id: w.id,
         kind: w.runtime.kind,
         backend: w.runtime.backend,
         device: w.runtime.device,
-        state: w.state === 'left' ? 'left' : w.hidden ? 'throttled' : w.straggling ? 'straggling' : 'training',
+        ...this.workerState(w, sharing),
         imagesPerSecond: w.speed,
         lastLatencyMs: w.lastLatencyMs,
         lastShard: w.lastShard,

@@ -16,6 +16,11 @@ export interface RunOptions {
   heartbeatTimeoutMs: number;
   /** Floor of the adaptive per-shard deadline. */
   minDeadlineMs: number;
+  /**
+   * Deadline of a worker's first shard, before its speed is known: that shard also pays for
+   * warm-up (kernel compilation, WebGPU pipelines, JIT), so it is not held to the others' pace.
+   */
+  firstShardDeadlineMs: number;
 }
 
 export const DEFAULT_RUN_OPTIONS: RunOptions = {
@@ -26,6 +31,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
   heartbeatMs: 2_000,
   heartbeatTimeoutMs: 60_000,
   minDeadlineMs: 5_000,
+  firstShardDeadlineMs: 60_000,
 };
 
 /** The fields that must match for --resume to continue a run. */

@@ -132,7 +132,7 @@ function renderSummary(): void {
   document.title = `${integer(s.step)}/${integer(s.steps)} ${RUN_STATE_TEXT[phase]} · Chorus`;
 }
 
-const STATE_ORDER: Record<WorkerRow['state'], number> = { training: 0, straggling: 1, throttled: 2, left: 3 };
+const STATE_ORDER: Record<WorkerRow['state'], number> = { training: 0, straggling: 1, throttled: 2, idle: 3, left: 4 };
 
 function renderWorkers(): void {
   const s = state.status;
@@ -146,6 +146,12 @@ function renderWorkers(): void {
       tr.dataset.state = w.state;
       const status = el('span', { text: w.state, className: 'state' });
       status.dataset.state = w.state;
+      const statusCell = el('td', {}, status);
+      if (w.state === 'idle' && w.idleReason) {
+        // The reason in full under the pill: an idle worker is a question a user will ask.
+        statusCell.append(el('div', { text: w.idleReason, className: 'idle-reason' }));
+        statusCell.title = w.idleReason;
+      }
       const device = el('td', { text: w.device || NONE, className: 'device' });
       device.title = w.device;
       // What the worker measured when it chose its backend (the others and why not), on hover.
@@ -166,7 +172,7 @@ function renderWorkers(): void {
         el('td', { text: bytes(w.bytesIn), className: 'num' }),
         el('td', { text: bytes(w.bytesOut), className: 'num' }),
         el('td', { text: integer(w.shardsDone), className: 'num' }),
-        el('td', {}, status),
+        statusCell,
       );
       return tr;
     }),

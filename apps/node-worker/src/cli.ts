@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   if (backend.imagesPerSecond !== null) console.log(`${prefix} backends timed on a training step of ${backend.preset}:`);
   console.log(`${prefix} ${describeChoice(backend).replace(/\n/g, `\n${prefix} `)}`);
   let lastLine = 0;
+  let lastStepsDone = -1;
   const worker = new ChorusWorker({
     url,
     token: opts.token,
@@ -84,8 +85,11 @@ async function main(): Promise<void> {
     log: (line) => console.log(`${prefix} ${line}`),
     onStatus: (s: WorkerStatus) => {
       const now = Date.now();
-      if (opts.quiet || s.state !== 'ready' || s.lastLoss === null || now - lastLine < 5000) return;
+      // A line when there is news, at most every 5 s: a worker waiting (evaluation, pause, no
+      // share) would otherwise repeat the same line.
+      if (opts.quiet || s.state !== 'ready' || s.lastLoss === null || now - lastLine < 5000 || s.stepsDone === lastStepsDone) return;
       lastLine = now;
+      lastStepsDone = s.stepsDone;
       console.log(
         `${prefix} weights v${s.version}: ${s.stepsDone} shards done, last ${s.lastShard} images, ` +
           `loss ${s.lastLoss.toFixed(3)}, ${s.imagesPerSecond?.toFixed(1)} img/s`,

@@ -5,7 +5,8 @@
 
 import type { BackendMeasurement } from './messages.js';
 
-export type WorkerState = 'training' | 'straggling' | 'throttled' | 'left';
+/** idle: connected and ready but holding no share of the batch (idleReason says why). */
+export type WorkerState = 'training' | 'idle' | 'straggling' | 'throttled' | 'left';
 
 export interface WorkerRow {
   id: string;
@@ -13,6 +14,8 @@ export interface WorkerRow {
   backend: string;
   device: string;
   state: WorkerState;
+  /** Why an idle worker holds no share (state 'idle' only). */
+  idleReason?: string;
   imagesPerSecond: number | null;
   lastLatencyMs: number | null;
   /** Examples in its last shard; its share of the batch is lastShard / batch. */
