@@ -294,8 +294,9 @@ test('the tab does not leak tensors: tf.memory().numTensors is the same after ev
 
 test('without ?backend the tab times its candidates and never takes a software renderer over WASM; the coordinator gets the measurements', { skip, timeout: 180_000 }, async () => {
   const c = await startCoordinator(tinyRun(16, 100000));
-  const chromium = await launchChromium();
+  let chromium: Chromium | undefined;
   try {
+    chromium = await launchChromium();
     const tab = await chromium.open(joinUrl(c));
     const joined = await tab.waitFor('the tab to join', (s) => (s.status?.workerId ? s : null), 150_000);
     const backend = joined.backend as unknown as { name: string; measurements: { name: string; imagesPerSecond: number | null; skipped?: string }[] };
@@ -313,7 +314,7 @@ test('without ?backend the tab times its candidates and never takes a software r
     );
     assert.deepEqual(row.backends, backend.measurements);
   } finally {
-    await chromium.close();
+    await chromium?.close();
     await c.proc.kill();
   }
 });

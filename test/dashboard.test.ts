@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import WebSocket from 'ws';
 import { launchBrowser, shownStep, skipDashboardTests, type Browser } from './dashboard-support.js';
 import { repoRoot, startCoordinator, startWorker, waitFor, type CoordinatorProc, type Proc } from './support.js';
 
@@ -24,6 +25,7 @@ let base: string;
 
 const skip = skipDashboardTests;
 
+// Two workers and Chromium to start: bounded, like every test here.
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'chorus-dashboard-'));
@@ -36,7 +38,7 @@ before(async () => {
   ids = await Promise.all(workers.map((w) => waitFor('a worker id', () => /joined as (w\d+)/.exec(w.output)?.[1], 90_000)));
   browser = await launchBrowser();
   page = await browser.open(`${base}/?token=${encodeURIComponent(coordinator.token)}`);
-});
+}, { timeout: 240_000 });
 
 after(async () => {
   if (skip) return;
@@ -44,7 +46,19 @@ after(async () => {
   await Promise.all(workers.map((w) => w.kill()));
   await coordinator?.proc.kill();
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, { timeout: 60_000 });
+
+/** The status ticks of the coordinator's /monitor feed, as they arrive. */
+function watchStatus(): { seen: { step: number; paused: boolean }[]; close(): void } {
+  const seen: { step: number; paused: boolean }[] = [];
+  const socket = new WebSocket(`ws://127.0.0.1:${coordinator.port}/monitor`);
+  socket.on('message', (data: Buffer) => {
+    const m = JSON.parse(data.toString()) as { type: string; status?: { step: number; paused: boolean } };
+    if ((m.type === 'status' || m.type === 'snapshot') && m.status) seen.push({ step: m.status.step, paused: m.status.paused });
+  });
+  socket.on('error', () => undefined);
+  return { seen, close: () => socket.terminate() };
+}
 
 /** Waits for a condition on the page, with what it was waiting for in the failure. */
 async function until(p: Page, what: string, fn: (arg: string) => boolean, timeoutMs = 60_000, arg = ''): Promise<void> {
@@ -55,7 +69,7 @@ async function until(p: Page, what: string, fn: (arg: string) => boolean, timeou
   }
 }
 
-test('the page shows the run: summary, both workers with their backend, a live step counter, charts', { skip }, async () => {
+test('the page shows the run: summary, both workers with their backend, a live step counter, charts', { skip, timeout: 240_000 }, async () => {
   await until(page, 'the feed to be live', () => document.getElementById('connection')?.dataset.state === 'live');
   await until(page, 'two workers in the table', () => document.querySelectorAll('#workers tbody tr[data-state="training"]').length === 2);
   const rows = await page.$$eval('#workers tbody tr', (trs) =>
@@ -98,7 +112,7 @@ test('the page shows the run: summary, both workers with their backend, a live s
   for (const id of ids) assert.ok(joinEvents.some((t) => t.includes(`worker ${id} joined`)), `the join of ${id} is logged`);
 });
 
-test('without the token the controls are disabled and refused; a wrong token is refused', { skip }, async () => {
+test('without the token the controls are disabled and refused; a wrong token is refused', { skip, timeout: 240_000 }, async () => {
   const bare = await browser.open(`${base}/`);
   try {
     await until(bare, 'the history on a fresh page', () => Number(document.getElementById('loss-chart')?.dataset.points) >= 3);
@@ -143,18 +157,28 @@ test('without the token the controls are disabled and refused; a wrong token is 
   }
 });
 
-test('pause stops the step counter, resume restarts it, checkpoint now writes one', { skip }, async () => {
+test('pause stops the step counter, resume restarts it, checkpoint now writes one', { skip, timeout: 240_000 }, async () => {
   await until(page, 'pause to be enabled', () => !(document.getElementById('pause') as HTMLButtonElement).disabled, 10_000);
   await page.click('#pause');
   await until(page, 'the pause to be accepted', () => document.getElementById('control-result')?.dataset.kind === 'ok', 10_000);
   await until(page, 'the paused state', () => document.getElementById('run-state')?.textContent === 'paused', 10_000);
   assert.equal((await coordinator.status()).paused, true);
   assert.equal(await page.isDisabled('#pause'), true);
-  // The step in flight may still finish; after that the counter stands still.
-  await new Promise((r) => setTimeout(r, 1500));
-  const held = await shownStep(page);
-  await new Promise((r) => setTimeout(r, 3000));
-  assert.equal(await shownStep(page), held, 'no step while paused');
+  // The step in flight may still finish; after that the counter stands still: the coordinator's
+  // own status ticks (one a second on /monitor) say the same step three times in a row.
+  const pausedAt = (await coordinator.status()).step;
+  const ticks = watchStatus();
+  let held: number;
+  try {
+    ({ step: held } = await waitFor('three status ticks in a row at one step', () => {
+      const last = ticks.seen.slice(-3);
+      return last.length === 3 && last.every((s) => s.paused && s.step === last[0].step) && last[0];
+    }, 30_000));
+  } finally {
+    ticks.close();
+  }
+  assert.ok(held <= pausedAt + 1, `paused at step ${pausedAt}, held at ${held}`);
+  await waitFor(`the page to show step ${held}`, async () => (await shownStep(page)) === held, 10_000);
   assert.equal((await coordinator.status()).step, held);
   await until(page, 'the pause in the events log', () => !!document.querySelector('#events li[data-kind="pause"]'), 10_000);
 
@@ -162,6 +186,7 @@ test('pause stops the step counter, resume restarts it, checkpoint now writes on
   await until(page, 'the checkpoint in the events log', () => !!document.querySelector('#events li[data-kind="checkpoint"]'), 30_000);
   assert.match((await page.textContent('#control-result')) ?? '', /^Checkpoint written: .*checkpoint/);
 
+  assert.equal((await coordinator.status()).step, held, 'no step while paused');
   await page.click('#resume');
   await until(page, 'the training state', () => document.getElementById('run-state')?.textContent === 'training', 10_000);
   await waitFor('the counter to move again', async () => (await shownStep(page)) >= held + 2, 60_000);
@@ -169,7 +194,7 @@ test('pause stops the step counter, resume restarts it, checkpoint now writes on
   assert.equal(events.indexOf('resume') < events.indexOf('pause'), true, 'newest first: the resume above the pause');
 });
 
-test('a worker killed with SIGKILL shows as left and the events log says so', { skip }, async () => {
+test('a worker killed with SIGKILL shows as left and the events log says so', { skip, timeout: 240_000 }, async () => {
   const [gone] = ids;
   workers[0].child.kill('SIGKILL');
   await until(
@@ -196,7 +221,7 @@ test('a worker killed with SIGKILL shows as left and the events log says so', { 
   assert.deepEqual(problems, [], 'no console errors or page errors');
 });
 
-test('when the coordinator goes away the page says so, and reconnects to the next one on the same address', { skip }, async () => {
+test('when the coordinator goes away the page says so, and reconnects to the next one on the same address', { skip, timeout: 240_000 }, async () => {
   const before = await shownStep(page);
   await coordinator.proc.kill('SIGTERM');
   await until(page, 'the lost connection to show', () => document.getElementById('connection')?.dataset.state === 'retrying', 15_000);
