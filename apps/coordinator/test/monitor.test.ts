@@ -23,6 +23,15 @@ const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metri
 const { port } = await server.listen();
 const base = `http://127.0.0.1:${port}`;
 
+/** Waits (polling, bounded) until `ready` holds. */
+async function until(what: string, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const control = (action: string, token?: string) =>
   fetch(`${base}/api/control`, {
     method: 'POST',
@@ -30,23 +39,22 @@ const control = (action: string, token?: string) =>
     body: JSON.stringify({ action }),
   });
 
-test('a watcher gets a snapshot of the run, then events as they happen', async () => {
+test('a watcher gets a snapshot of the run, then events as they happen', { timeout: 30_000 }, async () => {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/monitor`);
   const messages: { type: string; event?: { kind: string } }[] = [];
   socket.on('message', (data) => messages.push(JSON.parse(data.toString())));
   await new Promise((r) => socket.once('open', r));
-  await new Promise((r) => setTimeout(r, 100));
+  await until('the snapshot', () => messages.length > 0);
   assert.equal(messages[0].type, 'snapshot');
   const snapshot = messages[0] as unknown as { status: { preset: string; step: number }; steps: unknown[]; events: unknown[] };
   assert.equal(snapshot.status.preset, 'tiny');
   assert.deepEqual(snapshot.steps, []);
   assert.equal((await control('pause', 'sesame')).status, 200);
-  await new Promise((r) => setTimeout(r, 100));
-  assert.ok(messages.some((m) => m.type === 'event' && m.event?.kind === 'pause'));
+  await until('the pause event', () => messages.some((m) => m.type === 'event' && m.event?.kind === 'pause'));
   socket.close();
 });
 
-test('controls need the token; pause and resume change the run state', async () => {
+test('controls need the token; pause and resume change the run state', { timeout: 30_000 }, async () => {
   const refused = await control('pause');
   assert.equal(refused.status, 401);
   assert.match((await refused.json()).error, /token/);
@@ -63,7 +71,7 @@ test('controls need the token; pause and resume change the run state', async () 
   assert.match(await (await fetch(`${base}/metrics`)).text(), /chorus_messages_refused_total\{reason="bad-token"\} 2/);
 });
 
-test('unknown WebSocket paths are refused; the server closes cleanly', async () => {
+test('unknown WebSocket paths are refused; the server closes cleanly', { timeout: 30_000 }, async () => {
   const socket = new WebSocket(`ws://127.0.0.1:${port}/nope`);
   await new Promise<void>((resolve) => socket.once('error', () => resolve()));
   await server.close();

@@ -39,6 +39,15 @@ class FakeLink {
   }
 }
 
+/** Waits (polling, bounded) until `ready` holds. */
+async function until(what: string, ready: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const welcome = (version = 0): Message => ({
   type: 'welcome',
   v: PROTOCOL_VERSION,
@@ -57,7 +66,7 @@ function shardOf(count: number) {
   };
 }
 
-test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', async () => {
+test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', { timeout: 60_000 }, async () => {
   const link = new FakeLink();
   const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
   const running = worker.start();
@@ -87,17 +96,25 @@ test('joins with its token, trains an assigned shard, applies updates, evaluates
   assert.ok(link.sent.some((m) => m.type === 'bye'));
 });
 
-test('reconnects with back-off after a dropped connection and presents its id', async () => {
+test('reconnects with back-off after a dropped connection and presents its id', { timeout: 60_000 }, async () => {
   const link = new FakeLink();
-  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  let workerId: string | null = null;
+  const worker = new ChorusWorker({
+    url: 'ws://x',
+    token: 'tok',
+    connect: link.connect,
+    runtime,
+    reconnect: { initialMs: 10, maxMs: 20 },
+    onStatus: (s) => (workerId = s.workerId),
+  });
   const running = worker.start();
   await link.next('hello');
   link.deliver(welcome());
-  await new Promise((r) => setTimeout(r, 20));
+  await until('the welcome to be taken', () => workerId === 'w7');
   link.refuse = true;
   link.events!.onClose(1006, 'network lost');
-  await new Promise((r) => setTimeout(r, 100));
-  assert.ok(link.connects >= 3, `tried again: ${link.connects} connects`);
+  // Refused twice more at least: it keeps trying, with back-off, rather than giving up.
+  await until('two more connection attempts', () => link.connects >= 3);
   link.refuse = false;
   const hello = await link.next('hello');
   assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
@@ -105,7 +122,7 @@ test('reconnects with back-off after a dropped connection and presents its id', 
   await running;
 });
 
-test('a refused token stops the worker with the coordinator\'s reason', async () => {
+test('a refused token stops the worker with the coordinator\'s reason', { timeout: 60_000 }, async () => {
   const link = new FakeLink();
   const worker = new ChorusWorker({ url: 'ws://x', token: 'bad', connect: link.connect, runtime });
   const running = worker.start();
