@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import * as tf from '@tensorflow/tfjs';
@@ -9,7 +9,7 @@ import { PRESETS } from '@chorus/model';
 import { connectWs } from '@chorus/node-worker';
 import { CLOSE_CODES, PROTOCOL_VERSION, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
 import { ChorusWorker } from '@chorus/worker';
-import { cifarDir, waitFor } from './support.js';
+import { bounded, cifarDir, waitFor } from './support.js';
 
 tf.env().set('PROD', true);
 await selectNodeBackend({ force: 'wasm' });
@@ -35,6 +35,11 @@ const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metri
 const { port } = await server.listen();
 const url = `ws://127.0.0.1:${port}/ws`;
 const initialHash = coordinator.paramsHash();
+// Whatever test failed, the server goes (an open server would keep this file running).
+after(async () => {
+  coordinator.stop();
+  await server.close();
+}, { timeout: 30_000 });
 
 interface Outcome {
   code: number;
@@ -131,10 +136,12 @@ test('after all that the weights are untouched and the run goes on', async () =>
   assert.match(refused, /chorus_messages_refused_total\{reason="bad-token"\} 1/);
   const workers = [0, 1].map(() => new ChorusWorker({ url, token: 'right-token', connect: connectWs, runtime }));
   const running = workers.map((w) => w.start());
-  await coordinator.run();
-  assert.equal(coordinator.step, config.steps);
-  assert.notEqual(coordinator.paramsHash(), initialHash);
-  for (const w of workers) w.stop();
-  await Promise.all(running);
-  await server.close();
+  try {
+    await bounded(coordinator.run(), 60_000, 'the run to end');
+    assert.equal(coordinator.step, config.steps);
+    assert.notEqual(coordinator.paramsHash(), initialHash);
+  } finally {
+    for (const w of workers) w.stop();
+    await Promise.allSettled(running);
+  }
 });

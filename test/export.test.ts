@@ -12,7 +12,7 @@ import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS, buildGraph, forward, paramTensors, weightLayout } from '@chorus/model';
 import { cifarDir, startCoordinator, startWorker } from './support.js';
 
-test('the exported model loads with tf.loadLayersModel and predicts what the master weights predict', async () => {
+test('the exported model loads with tf.loadLayersModel and predicts what the master weights predict', { timeout: 180_000 }, async () => {
   tf.env().set('PROD', true);
   await tf.setBackend('cpu');
   const dir = await mkdtemp(join(tmpdir(), 'chorus-export-'));
@@ -31,7 +31,7 @@ test('the exported model loads with tf.loadLayersModel and predicts what the mas
     }
   });
   try {
-    assert.equal(await c.proc.exited, 0, c.proc.output);
+    assert.equal(await c.proc.exit(), 0, c.proc.output);
     const files = (await readdir(ckptDir)).filter((f) => f.endsWith('.chorus')).sort();
     const state = decodeCheckpoint(new Uint8Array(await readFile(join(ckptDir, files.at(-1)!))));
     assert.equal(state.step, 3);
