@@ -174,7 +174,12 @@ async function main(): Promise<void> {
   if (shuttingDown) return;
   progress.stop();
   if (opts.export) {
-    const result = await exportLayersModel(opts.export, spec, coordinator.params, coordinator.bnStats);
+    const lastEval = coordinator.history.evals.at(-1);
+    const result = await exportLayersModel(opts.export, spec, coordinator.params, coordinator.bnStats, {
+      preset: opts.preset,
+      step: coordinator.step,
+      ...(lastEval ? { testAccuracy: { accuracy: lastEval.accuracy, examples: lastEval.count, step: lastEval.step } } : {}),
+    });
     log.info('exported the model', { modelJson: result.modelJson });
   }
   for (const child of children) child.kill('SIGTERM');

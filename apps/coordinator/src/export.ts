@@ -3,6 +3,7 @@ import { mkdir, readdir, rename, unlink } from 'node:fs/promises';
 import { syncDir, writeFileDurably } from './durable-fs.js';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { CHANNEL_MEAN, CHANNEL_STD, CIFAR10 } from '@chorus/data';
 import { buildGraph, createResNetV2, weightLayout, writeLayersModelWeights, type ResNetV2Spec } from '@chorus/model';
 
 export interface ExportResult {
@@ -10,6 +11,35 @@ export interface ExportResult {
   modelJson: string;
   /** Paths of the binary weight file(s) that model.json references. */
   weightsFiles: string[];
+}
+
+/** What the export says about itself (model.json's userDefinedMetadata.chorus). */
+export interface ExportInfo {
+  preset: string;
+  /** Training steps behind these weights. */
+  step: number;
+  /** Latest test-set accuracy, and on how many test images; absent when never evaluated. */
+  testAccuracy?: { accuracy: number; examples: number; step: number };
+}
+
+/**
+ * How to feed the exported model. Its first layer standardises with the training set's
+ * channel statistics, so a caller gives raw pixels, exactly as tf.browser.fromPixels returns
+ * them; these numbers are recorded for readers who need to know, not for callers to apply.
+ */
+export function exportMetadata(info: ExportInfo): { chorus: object } {
+  return {
+    chorus: {
+      ...info,
+      input: {
+        layout: 'NHWC [n, 32, 32, 3], channels R, G, B',
+        values: 'raw pixel values 0..255 as float32 (tf.browser.fromPixels(img).toFloat()); the model normalises them itself',
+        normalizationInModel: { mean: [...CHANNEL_MEAN], std: [...CHANNEL_STD] },
+      },
+      output: 'softmax probabilities over classNames, in this order',
+      classNames: [...CIFAR10.classNames],
+    },
+  };
 }
 
 const WEIGHTS_PATTERN = /^weights-[0-9a-f]{16}\.bin$/;
@@ -29,7 +59,7 @@ async function writeAtomically(dir: string, files: { name: string; chunks: reado
 }
 
 /**
- * Saves the model in the TensorFlow.js Layers format (model.json plus one binary weights file)
+ * Saves the model, taking raw pixels, in the TensorFlow.js Layers format (model.json plus one binary weights file)
  * into `dir`, loadable with `tf.loadLayersModel('<url>/model.json')` or tfjs-node's file://.
  *
  * The write is atomic for readers of `dir`: the weights file is named after its content hash
@@ -43,10 +73,11 @@ export async function exportLayersModel(
   spec: ResNetV2Spec,
   params: Float32Array,
   bnStats: Float32Array,
+  info: ExportInfo,
 ): Promise<ExportResult> {
   const graph = buildGraph(spec);
   const layout = weightLayout(graph);
-  const model = createResNetV2(spec, graph);
+  const model = createResNetV2(spec, graph, { inputNormalization: { mean: CHANNEL_MEAN, std: CHANNEL_STD } });
   let artifacts: tf.io.ModelArtifacts;
   try {
     writeLayersModelWeights(model, layout, params, bnStats);
@@ -78,7 +109,7 @@ export async function exportLayersModel(
     weightsManifest: [{ paths: [`./${weightsName}`], weights: artifacts.weightSpecs ?? [] }],
   };
   if (artifacts.trainingConfig != null) modelJson.trainingConfig = artifacts.trainingConfig;
-  if (artifacts.userDefinedMetadata != null) modelJson.userDefinedMetadata = artifacts.userDefinedMetadata;
+  modelJson.userDefinedMetadata = { ...artifacts.userDefinedMetadata, ...exportMetadata(info) };
 
   const target = resolve(dir);
   await mkdir(target, { recursive: true });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, normalize } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { PRESETS, buildGraph, forward, initialParams, paramTensors, weightLayout } from '@chorus/model';
+import { CHANNEL_MEAN, CHANNEL_STD } from '@chorus/data';
 import { exportLayersModel } from '../src/export.js';
 
 await tf.setBackend('cpu');
@@ -76,6 +77,17 @@ function randomBnStats(seed: number): Float32Array {
   return stats;
 }
 
+const INFO = { preset: 'tiny', step: 7 };
+
+/** Raw pixels 0..255 and the standardised input the functional model takes. */
+function rawAndNormalized(n: number, seed: number): { raw: tf.Tensor4D; normalized: tf.Tensor4D } {
+  return tf.tidy(() => {
+    const raw = tf.randomUniform([n, 32, 32, 3], 0, 255, 'float32', seed).round() as tf.Tensor4D;
+    const normalized = raw.sub(tf.tensor1d([...CHANNEL_MEAN])).div(tf.tensor1d([...CHANNEL_STD])) as tf.Tensor4D;
+    return { raw: tf.keep(raw), normalized: tf.keep(normalized) };
+  });
+}
+
 function reference(params: Float32Array, bnStats: Float32Array, x: tf.Tensor4D): Float32Array {
   return tf.tidy(() => {
     const out = forward(graph, layout, paramTensors(layout, params), x, { kind: 'running', stats: bnStats });
@@ -97,7 +109,7 @@ test('an exported model loads over HTTP and predicts what the functional referen
   const dir = join(root, 'tiny');
   const params = randomParams(11);
   const bnStats = randomBnStats(12);
-  const result = await exportLayersModel(dir, spec, params, bnStats);
+  const result = await exportLayersModel(dir, spec, params, bnStats, INFO);
 
   assert.equal(result.modelJson, join(dir, 'model.json'));
   assert.equal(result.weightsFiles.length, 1);
@@ -105,20 +117,29 @@ test('an exported model loads over HTTP and predicts what the functional referen
   assert.equal(json.format, 'layers-model');
   assert.deepEqual(json.weightsManifest[0].paths, [`./${basename(result.weightsFiles[0])}`]);
   const bytes = (await readFile(result.weightsFiles[0])).length;
-  assert.equal(bytes, 4 * (layout.paramCount + layout.bnStatCount));
+  // The weights, plus the fixed normalisation layer: a scale and an offset per channel.
+  assert.equal(bytes, 4 * (layout.paramCount + layout.bnStatCount + 2 * 3));
+  const chorus = (json.userDefinedMetadata as { chorus: { classNames: string[]; preset: string; step: number; input: { values: string } } }).chorus;
+  assert.deepEqual(chorus.classNames, ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
+  assert.equal(chorus.preset, 'tiny');
+  assert.equal(chorus.step, 7);
+  assert.match(chorus.input.values, /raw pixel values 0\.\.255/);
   assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
 
   const model = await tf.loadLayersModel(`${baseUrl}/tiny/model.json`);
   try {
-    const x = tf.randomNormal([5, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
-    const predicted = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync() as Float32Array);
+    // The exported model takes raw pixels and standardises them itself.
+    const { raw, normalized: x } = rawAndNormalized(5, 3);
+    const predicted = tf.tidy(() => (model.predict(raw) as tf.Tensor).dataSync() as Float32Array);
     const expected = reference(params, bnStats, x);
+    raw.dispose();
     x.dispose();
     assert.equal(predicted.length, 5 * spec.classes);
     assertClose(predicted, expected, 1e-5);
     // Non-trivial: the running statistics matter (the initial ones give another answer).
     const plain = tf.tidy(() => {
-      const x2 = tf.randomNormal([5, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
+      const { raw: r2, normalized: x2 } = rawAndNormalized(5, 3);
+      r2.dispose();
       const init = new Float32Array(layout.bnStatCount).fill(1, layout.bnStatCount / 2);
       return reference(params, init, x2);
     });
@@ -130,18 +151,19 @@ test('an exported model loads over HTTP and predicts what the functional referen
 
 test('re-exporting replaces the model atomically and removes the old weights file', async () => {
   const dir = join(root, 'again');
-  const first = await exportLayersModel(dir, spec, randomParams(21), randomBnStats(22));
+  const first = await exportLayersModel(dir, spec, randomParams(21), randomBnStats(22), INFO);
   const params = randomParams(23);
   const bnStats = randomBnStats(24);
-  const second = await exportLayersModel(dir, spec, params, bnStats);
+  const second = await exportLayersModel(dir, spec, params, bnStats, INFO);
   assert.notEqual(first.weightsFiles[0], second.weightsFiles[0]);
   assert.deepEqual((await readdir(dir)).sort(), ['model.json', basename(second.weightsFiles[0])].sort());
 
   const model = await tf.loadLayersModel(`${baseUrl}/again/model.json`);
   try {
-    const x = tf.randomUniform([2, 32, 32, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
-    const predicted = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync() as Float32Array);
+    const { raw, normalized: x } = rawAndNormalized(2, 5);
+    const predicted = tf.tidy(() => (model.predict(raw) as tf.Tensor).dataSync() as Float32Array);
     assertClose(predicted, reference(params, bnStats, x), 1e-5);
+    raw.dispose();
     x.dispose();
   } finally {
     model.dispose();
@@ -151,7 +173,7 @@ test('re-exporting replaces the model atomically and removes the old weights fil
 test('export rejects arrays of the wrong length and leaves nothing behind', async () => {
   const dir = join(root, 'bad');
   await assert.rejects(
-    exportLayersModel(dir, spec, new Float32Array(layout.paramCount - 1), randomBnStats(1)),
+    exportLayersModel(dir, spec, new Float32Array(layout.paramCount - 1), randomBnStats(1), INFO),
     /params: \d+ values expected/,
   );
   await assert.rejects(readdir(dir), { code: 'ENOENT' });

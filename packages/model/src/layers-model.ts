@@ -7,8 +7,27 @@ import type { WeightLayout } from './layout.js';
 export const BN_EPSILON = 1e-3;
 export const BN_MOMENTUM = 0.99;
 
-/** Builds the ResNet V2 as a tf.LayersModel (for export, inspection and inference). */
-export function createResNetV2(spec: ResNetV2Spec, graph: ModelGraph = buildGraph(spec)): tf.LayersModel {
+/** Per-channel standardisation, in the units of the model's input (e.g. 0..255 pixels). */
+export interface InputNormalization {
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+/** Name of the layer that createResNetV2 puts first when asked to normalise its input. */
+export const INPUT_NORMALIZATION_LAYER = 'input_normalization';
+
+/**
+ * Builds the ResNet V2 as a tf.LayersModel (for export, inspection and inference).
+ * With `inputNormalization`, a fixed (non-trainable) 1x1 depthwise convolution computing
+ * (x - mean) / std per channel comes first, so the model takes raw pixels: a standard layer,
+ * so any TensorFlow.js or Keras loader runs it without Chorus code.
+ */
+export function createResNetV2(
+  spec: ResNetV2Spec,
+  graph: ModelGraph = buildGraph(spec),
+  options: { inputNormalization?: InputNormalization } = {},
+): tf.LayersModel {
+  const norm = options.inputNormalization;
   const outputs = new Map<string, tf.SymbolicTensor>();
   let input: tf.SymbolicTensor | undefined;
   const get = (name: string) => {
@@ -21,7 +40,11 @@ export function createResNetV2(spec: ResNetV2Spec, graph: ModelGraph = buildGrap
     switch (node.op) {
       case 'input':
         input = tf.input({ shape: [...node.shape], name: node.name });
-        out = input;
+        out = norm
+          ? (tf.layers
+              .depthwiseConv2d({ name: INPUT_NORMALIZATION_LAYER, kernelSize: 1, depthMultiplier: 1, useBias: true, trainable: false })
+              .apply(input) as tf.SymbolicTensor)
+          : input;
         break;
       case 'conv':
         out = tf.layers
@@ -70,7 +93,20 @@ export function createResNetV2(spec: ResNetV2Spec, graph: ModelGraph = buildGrap
     outputs.set(node.name, out);
   }
   if (!input) throw new Error('graph has no input node');
-  return tf.model({ inputs: input, outputs: get(graph.output), name: 'resnet_v2' });
+  const model = tf.model({ inputs: input, outputs: get(graph.output), name: 'resnet_v2' });
+  if (norm) {
+    const channels = input.shape[3] ?? 0;
+    if (norm.mean.length !== channels || norm.std.length !== channels || norm.std.some((s) => !(s > 0))) {
+      throw new Error(`inputNormalization: ${channels} channel means and positive stds expected`);
+    }
+    tf.tidy(() =>
+      model.getLayer(INPUT_NORMALIZATION_LAYER).setWeights([
+        tf.tensor4d(norm.std.map((s) => 1 / s), [1, 1, channels, 1]),
+        tf.tensor1d(norm.mean.map((m, i) => -m / norm.std[i])),
+      ]),
+    );
+  }
+  return model;
 }
 
 function layerWeights(model: tf.LayersModel, layer: string): tf.LayerVariable[] {
