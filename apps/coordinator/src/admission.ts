@@ -21,8 +21,8 @@ export interface AdmissionLimits {
 }
 
 /**
- * The defaults. A hello is at most about 8 KiB (a 256-character token and five runtime fields
- * of 512 characters, each up to 3 UTF-8 bytes a character), so 16 KiB refuses nothing honest.
+ * The defaults. The largest hello the protocol accepts is about 14 KiB (every text field at its
+ * limit in 3-byte characters; the admission test builds it), so 16 KiB refuses nothing honest.
  */
 export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = {
   helloTimeoutMs: 5_000,

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { concatSplits, type Cifar10Split } from '@chorus/data';
 import { PRESETS } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, encodeMessage, type Message } from '@chorus/protocol';
-import { AuthThrottle, MAX_AUTH_HOLD_MS, type AdmissionLimits } from '../src/admission.js';
+import { CLOSE_CODES, PROTOCOL_VERSION, STRING_LIMITS, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
+import { AuthThrottle, DEFAULT_ADMISSION_LIMITS, MAX_AUTH_HOLD_MS, type AdmissionLimits } from '../src/admission.js';
 import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics } from '../src/index.js';
 
 const TOKEN = 'sesame';
@@ -217,4 +217,19 @@ test('an admitted worker that sends a gradient for a shard never assigned is ref
     assert.equal(outcome.code, CLOSE_CODES.badGradient);
     assert.match(outcome.reason, /never assigned/);
   });
+});
+
+test('the largest hello the protocol accepts fits under the default pre-hello frame limit', () => {
+  // Every text field at its limit in 3-byte UTF-8 characters (the most bytes per UTF-16 unit).
+  const wide = (n: number) => '€'.repeat(n);
+  const largest = {
+    type: 'hello', v: PROTOCOL_VERSION, token: wide(STRING_LIMITS.token), workerId: wide(STRING_LIMITS.workerId),
+    runtime: {
+      kind: 'browser', backend: wide(STRING_LIMITS.runtime), device: wide(STRING_LIMITS.runtime), cores: 4096, microBatch: 65536, agent: wide(STRING_LIMITS.runtime),
+      backends: Array.from({ length: 8 }, () => ({ name: wide(32), imagesPerSecond: 1e7, skipped: wide(300) })),
+    },
+  } as unknown as Message;
+  const frame = encodeMessage(largest);
+  assert.equal(parseMessage(frame).type, 'hello', 'it is a valid hello');
+  assert.ok(frame.length <= DEFAULT_ADMISSION_LIMITS.preAuthMaxFrameBytes, `${frame.length} bytes`);
 });
