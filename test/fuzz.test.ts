@@ -202,7 +202,9 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
   const log = createLogger({ quiet: true, write: () => undefined });
   const coordinator = new Coordinator({
     config,
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 1, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
+    // No deadline in this test: a slow step (the fuzz shares the CPU) must not hand the honest
+    // worker's shard to a fuzz client that happens to be admitted at that moment.
+    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 1, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, minDeadlineMs: 3_600_000, firstShardDeadlineMs: 3_600_000 },
     data,
     token: TOKEN,
     log,
@@ -265,8 +267,13 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
       (ws as unknown as { _socket: Socket })._socket.write(bytes);
     });
 
-    // After a valid hello, sent in the same write so the worker never holds a shard.
+    // After a valid hello. These clients are admitted for a moment, and a step that started in
+    // that moment would give them a share; the share would come back to the honest worker when
+    // they are refused, but computed as two shards instead of one, which changes the float32
+    // summation order and so the last bits of the weights. Training is paused for this part,
+    // so the comparison with the reference can stay bit for bit.
     const hello = helloWith(TOKEN);
+    coordinator.setPaused(true);
     await property('hello twice', fc.constant(hello), runs(50), (frame) => (ws) => sendTogether(ws, [hello, frame]));
     await property(
       'gradients for shards never assigned',
@@ -281,6 +288,7 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
       (frame) => (ws) => sendTogether(ws, [hello, frame]),
     );
 
+    coordinator.setPaused(false);
     const seconds = (Date.now() - started) / 1000;
     t.diagnostic(`${frames} frames in ${seconds.toFixed(1)} s (${Math.round(frames / seconds)} frames/s)`);
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200, 'the coordinator still serves');
@@ -289,15 +297,13 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
     const stepAfterFuzz = coordinator.step;
     await waitFor('another step after the fuzz', () => coordinator.step > stepAfterFuzz, 60_000);
     coordinator.setPaused(true);
-    const held = await waitFor('the paused run to settle', async () => {
-      const s = coordinator.step;
-      await new Promise((r) => setTimeout(r, 1500));
-      return coordinator.step === s ? s : null;
-    }, 60_000);
+    await waitFor('the step in flight to finish', () => !coordinator.stepInFlight, 60_000);
+    const held = coordinator.step;
     const params = coordinator.params.slice();
     const ready = coordinator.membership.ready();
     assert.equal(ready.length, 1, `only the honest worker is left: ${ready.map((w) => w.id)}`);
-    assert.equal(coordinator.history.events.filter((e) => e.kind === 'reissue').length, 0, 'no fuzz client ever held a shard');
+    const reissued = coordinator.history.events.filter((e) => e.kind === 'reissue' || e.kind === 'straggler');
+    assert.deepEqual(reissued.map((e) => e.message), [], 'no fuzz client ever held a shard');
     assert.ok(coordinator.history.steps.every((s) => s.examples === config.batch && Number.isFinite(s.loss)), 'every step reduced exactly the batch');
 
     // Nothing reached the training state: the weights equal a run that saw no fuzz, bit for bit.

@@ -213,6 +213,11 @@ export class Coordinator {
     return this.paused;
   }
 
+  /** Whether a training step is being computed now (a pause takes effect when it is not). */
+  get stepInFlight(): boolean {
+    return this.current !== null;
+  }
+
   private poke(): void {
     const wake = this.wake;
     this.wake = null;

@@ -258,6 +258,9 @@ export class ChorusServer {
       coordinator.refused(code, message, worker?.id, { quiet: !authenticated && !this.refusalLog.take() });
       conn.send({ type: 'error', v: PROTOCOL_VERSION, code, message: closeReason(message) });
       conn.close(CLOSE_FOR[code], message);
+      // Out of the run now, not when the closing handshake ends: until then it would still be
+      // 'ready' and could be handed a share it will never compute.
+      if (worker) coordinator.depart(worker, `refused (${code}): ${message}`);
     };
     const handle = (data: RawData, isBinary: boolean) => {
       const frame = toBytes(data);
