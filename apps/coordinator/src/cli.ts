@@ -7,18 +7,18 @@ import { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { ensureCifar10, loadCifar10 } from '@chorus/data/node';
 import { addTrainingOptions, intOption as int, trainingConfigFromCli, type TrainingCliOptions } from '@chorus/train/node';
-import { CheckpointStore } from './checkpoint.js';
-import { Coordinator } from './coordinator.js';
-import { exportLayersModel } from './export.js';
-import { createLogger } from './logger.js';
-import { createMetrics } from './metrics.js';
-import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run-config.js';
-import { ChorusServer } from './server.js';
-import { createRunProgress } from './progress.js';
-import { DEFAULT_ADMISSION_LIMITS } from './admission.js';
-import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './tls.js';
-import { routes as browserRoutes } from './browser-routes.js';
-import { composeRoutes, dashboardRoutes } from './dashboard-routes.js';
+import { CheckpointStore } from './store/checkpoint.js';
+import { Coordinator } from './run/coordinator.js';
+import { exportLayersModel } from './store/export.js';
+import { createLogger } from './ops/logger.js';
+import { createMetrics } from './ops/metrics.js';
+import { DEFAULT_RUN_OPTIONS, type RunConfig } from './run/run-config.js';
+import { ChorusServer } from './http/server.js';
+import { createRunProgress } from './ops/progress.js';
+import { DEFAULT_ADMISSION_LIMITS } from './http/admission.js';
+import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './http/tls.js';
+import { routes as browserRoutes } from './http/browser-routes.js';
+import { composeRoutes, dashboardRoutes } from './http/dashboard-routes.js';
 
 const program = addTrainingOptions(
   new Command()

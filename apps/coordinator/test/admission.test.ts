@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import { concatSplits, type Cifar10Split } from '@chorus/data';
 import { PRESETS } from '@chorus/model';
 import { CLOSE_CODES, PROTOCOL_VERSION, STRING_LIMITS, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
-import { AuthThrottle, DEFAULT_ADMISSION_LIMITS, MAX_AUTH_HOLD_MS, type AdmissionLimits } from '../src/admission.js';
+import { AuthThrottle, DEFAULT_ADMISSION_LIMITS, MAX_AUTH_HOLD_MS, type AdmissionLimits } from '../src/http/admission.js';
 import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics } from '../src/index.js';
 
 const TOKEN = 'sesame';

@@ -6,7 +6,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bundlePath, createBrowserRoutes, locateBrowserBundle, type Routes } from '../src/browser-routes.js';
+import { bundlePath, createBrowserRoutes, locateBrowserBundle, type Routes } from '../src/http/browser-routes.js';
 
 interface Reply {
   status: number;

@@ -9,7 +9,7 @@ import {
   decodeCheckpoint,
   CheckpointFormatError,
   type CheckpointState,
-} from '../src/checkpoint.js';
+} from '../src/store/checkpoint.js';
 
 const dirs: string[] = [];
 after(async () => {

@@ -5,7 +5,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { composeRoutes, createDashboardRoutes, dashboardBundlePath, locateDashboardBundle } from '../src/dashboard-routes.js';
+import { composeRoutes, createDashboardRoutes, dashboardBundlePath, locateDashboardBundle } from '../src/http/dashboard-routes.js';
 
 let tmp: string;
 let dist: string;

@@ -8,7 +8,7 @@ import { basename, join, normalize } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { PRESETS, buildGraph, forward, initialParams, paramTensors, weightLayout } from '@chorus/model';
 import { CHANNEL_MEAN, CHANNEL_STD } from '@chorus/data';
-import { exportLayersModel } from '../src/export.js';
+import { exportLayersModel } from '../src/store/export.js';
 
 await tf.setBackend('cpu');
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Membership } from '../src/membership.js';
-import type { Connection } from '../src/connection.js';
+import { Membership } from '../src/run/membership.js';
+import type { Connection } from '../src/http/connection.js';
 
 const runtime = { kind: 'node' as const, backend: 'wasm', device: 'cpu', cores: 2, microBatch: 32, agent: 'test' };
 const conn = {} as Connection;

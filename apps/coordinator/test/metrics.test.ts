@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { register as globalRegistry } from 'prom-client';
-import { createMetrics, STEP_SECONDS_BUCKETS } from '../src/metrics.js';
+import { createMetrics, STEP_SECONDS_BUCKETS } from '../src/ops/metrics.js';
 
 const lines = (text: string) => text.split('\n');
 

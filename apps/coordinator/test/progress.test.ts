@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { StepRecord } from '@chorus/protocol';
-import { createRunProgress, formatDuration, progressLine } from '../src/progress.js';
+import { createRunProgress, formatDuration, progressLine } from '../src/ops/progress.js';
 
 const record = (step: number): StepRecord => ({
   step, loss: 1.23456, accuracy: 0.5, lr: 0.1, seconds: 0.5, imagesPerSecond: 256.04, workers: 2,

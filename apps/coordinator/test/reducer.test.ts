@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
-import { StepReducer, type ShardResult } from '../src/reducer.js';
+import { StepReducer, type ShardResult } from '../src/run/reducer.js';
 
 const layout = weightLayout(buildGraph(PRESETS.tiny));
 const P = layout.paramCount;

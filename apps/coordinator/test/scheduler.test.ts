@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planShards } from '../src/scheduler.js';
+import { planShards } from '../src/run/scheduler.js';
 
 const sizes = (plans: ReturnType<typeof planShards>) => plans.map((p) => p.end - p.start);
 

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TlsConfigError, advertisedUrls, firstDnsName, insecureRemoteNotice, isLoopbackHost, loadTlsFiles } from '../src/tls.js';
+import { TlsConfigError, advertisedUrls, firstDnsName, insecureRemoteNotice, isLoopbackHost, loadTlsFiles } from '../src/http/tls.js';
 
 const openssl = '/usr/bin/openssl';
 

@@ -1,6 +1,6 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { MonitorMessage } from '@chorus/protocol';
-import type { Coordinator } from './coordinator.js';
+import type { Coordinator } from '../run/coordinator.js';
 
 /**
  * The dashboard's live feed: JSON text frames over a WebSocket. A new watcher first gets the

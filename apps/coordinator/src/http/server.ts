@@ -7,10 +7,10 @@ import { CLOSE_CODES, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, closeRea
 import { AuthThrottle, DEFAULT_ADMISSION_LIMITS, setSocketMaxPayload, type AdmissionLimits } from './admission.js';
 import { Connection } from './connection.js';
 import { MonitorFeed } from './monitor.js';
-import type { Coordinator } from './coordinator.js';
-import type { Logger } from './logger.js';
-import type { ChorusMetrics } from './metrics.js';
-import type { WorkerRecord } from './membership.js';
+import type { Coordinator } from '../run/coordinator.js';
+import type { Logger } from '../ops/logger.js';
+import type { ChorusMetrics } from '../ops/metrics.js';
+import type { WorkerRecord } from '../run/membership.js';
 
 export interface ServerOptions {
   host: string;

@@ -1,5 +1,5 @@
 import type { WorkerRuntime } from '@chorus/protocol';
-import type { Connection } from './connection.js';
+import type { Connection } from '../http/connection.js';
 
 export type WorkerState = 'ready' | 'left';
 

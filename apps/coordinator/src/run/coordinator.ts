@@ -18,11 +18,11 @@ import {
   type StepRecord,
 } from '@chorus/protocol';
 import { createOptimizer, learningRate, scheduleOf, updateRunningStats, type Optimizer } from '@chorus/train';
-import type { CheckpointStore } from './checkpoint.js';
-import type { Connection } from './connection.js';
-import type { Logger } from './logger.js';
+import type { CheckpointStore } from '../store/checkpoint.js';
+import type { Connection } from '../http/connection.js';
+import type { Logger } from '../ops/logger.js';
 import { Membership, expectReply, type WorkerRecord } from './membership.js';
-import type { ChorusMetrics } from './metrics.js';
+import type { ChorusMetrics } from '../ops/metrics.js';
 import { StepReducer } from './reducer.js';
 import { configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
 import { planShards } from './scheduler.js';
