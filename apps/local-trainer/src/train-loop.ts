@@ -1,22 +1,5 @@
-import {
-  EpochSampler,
-  augmentShard,
-  gatherExamples,
-  hash32,
-  toNormalizedNHWC,
-  type Cifar10,
-  type Cifar10Split,
-} from '@chorus/data';
-import { BN_MOMENTUM, initialBnStats, initialParams } from '@chorus/model';
-import {
-  Replica,
-  createOptimizer,
-  learningRate,
-  scheduleOf,
-  updateRunningStats,
-  type EvalResult,
-  type TrainingConfig,
-} from '@chorus/train';
+import { augmentShard, gatherExamples, toNormalizedNHWC, type Cifar10, type Cifar10Split } from '@chorus/data';
+import { MasterState, Replica, type EvalResult, type TrainingConfig } from '@chorus/train';
 
 export interface LocalTrainingConfig extends TrainingConfig {
   microBatch: number;
@@ -64,8 +47,8 @@ export function prepareShard(split: Cifar10Split, indices: Int32Array, augmentSe
 
 /**
  * Single-process synchronous SGD: the reference that distributed training is checked against.
- * The master weights, optimizer and BatchNorm running statistics live in flat Float32Arrays
- * exactly as on the coordinator; the replica only computes gradients.
+ * The master weights, optimizer and BatchNorm running statistics are the same MasterState the
+ * coordinator keeps; the replica only computes gradients.
  */
 export async function trainLocally(
   config: LocalTrainingConfig,
@@ -75,11 +58,8 @@ export async function trainLocally(
 ): Promise<TrainingResult> {
   const replica = new Replica(config.spec, { microBatch: config.microBatch, bnGroup: config.bnGroup });
   const { layout } = replica;
-  const params = initialParams(layout, config.seed);
-  const bnStats = initialBnStats(layout);
-  const optimizer = createOptimizer(config.optimizer, layout, { weightDecay: config.weightDecay });
-  const sampler = new EpochSampler({ datasetSize: data.train.count, globalBatch: config.batch, seed: config.seed });
-  const schedule = scheduleOf(config);
+  const master = new MasterState(config, layout, data.train.count);
+  const { params, bnStats } = master;
   const evaluate = async (step: number): Promise<EvalReport> => {
     const count = Math.min(config.evalExamples, data.test.count);
     const indices = Int32Array.from({ length: count }, (_, i) => i);
@@ -94,24 +74,22 @@ export async function trainLocally(
   try {
     for (let step = 0; step < config.steps; step++) {
       const stepStart = now();
-      const indices = sampler.indicesForStep(step);
-      const { images, labels } = prepareShard(data.train, indices, config.augment ? hash32(config.seed, step) : null);
+      const { indices, augmentSeed } = master.batch(step);
+      const { images, labels } = prepareShard(data.train, indices, augmentSeed);
       replica.setParams(params);
       const shard = await replica.computeGradients(images, labels);
       if (!Number.isFinite(shard.lossSum) || !shard.gradient.every(Number.isFinite)) {
         throw new Error(
           `training diverged at step ${step}: loss ${shard.lossSum / shard.count} or a gradient is not finite ` +
-            `(lr ${learningRate(schedule, step)}); lower --lr or raise --warmup`,
+            `(lr ${master.learningRate(step)}); lower --lr or raise --warmup`,
         );
       }
       for (let i = 0; i < mean.length; i++) mean[i] = shard.gradient[i] / shard.count;
-      const lr = learningRate(schedule, step);
-      optimizer.apply(params, mean, lr);
-      updateRunningStats(bnStats, shard.bn.moments, BN_MOMENTUM);
+      const lr = master.apply(mean, shard.bn.moments);
       const seconds = (now() - stepStart) / 1000;
       hooks.onStep?.({
         step: step + 1,
-        epoch: sampler.epochOf(step),
+        epoch: master.epochOf(step),
         lr,
         loss: shard.lossSum / shard.count,
         accuracy: shard.correct / shard.count,
