@@ -1,23 +1,24 @@
 /**
- * The tab's backend chain, run inside the Web Worker: WebGPU, WebGL, WASM (with Chorus' WASM
- * training kernels), plain JavaScript. Like the Node chain (packages/backend/src/node), a
- * backend is accepted only after tf.getBackend() confirms it (tfjs falls back silently) and it
- * has run a real training step (checkTrainingStep).
+ * The tab's backend candidates, run inside the Web Worker: WebGPU, WebGL, WASM (with Chorus'
+ * WASM training kernels), plain JavaScript. How each loads is all that is the tab's own: the
+ * choice (a real training step each, timed, the fastest winning) is @chorus/backend's
+ * selectBackend, as in Node.
  */
 import * as tf from '@tensorflow/tfjs';
 // Registers 'webgpu' when this browser has navigator.gpu (checked at import time).
 import '@tensorflow/tfjs-backend-webgpu';
 import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { checkTrainingStep, chooseBackend, measurements, registerWasmTrainingKernels, type CandidateResult } from '@chorus/backend';
+import {
+  SOFTWARE_RENDERER,
+  activateBackend as activate,
+  adapterName,
+  microBatchFor,
+  registerWasmTrainingKernels,
+  selectBackend,
+  type BackendCandidate,
+  type SelectEvent,
+} from '@chorus/backend';
 import { BROWSER_BACKENDS, type AdapterDescription, type BackendReport, type BrowserBackendName } from './messages.js';
-import { browserMicroBatch } from './options.js';
-
-class Unavailable extends Error {}
-
-function describe(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0];
-}
 
 /** The parts of WebGPU read here; typed loosely because browsers moved fields between versions. */
 interface LooseAdapter {
@@ -29,20 +30,6 @@ interface LooseGpu {
   requestAdapter(options?: { powerPreference?: string }): Promise<LooseAdapter | null>;
 }
 
-async function activate(name: string): Promise<void> {
-  if (tf.findBackendFactory(name) === null) throw new Unavailable(`tfjs has no '${name}' backend registered in this browser`);
-  let ok: boolean;
-  try {
-    ok = await tf.setBackend(name);
-  } catch (error) {
-    throw new Unavailable(`tf.setBackend('${name}') failed: ${describe(error)}`);
-  }
-  // tfjs falls back to another backend silently when one fails to initialise: check.
-  if (!ok || tf.getBackend() !== name) {
-    throw new Unavailable(`tf.setBackend('${name}') did not take (current backend: ${tf.getBackend() ?? 'none'})`);
-  }
-}
-
 function text(value: unknown): string {
   return typeof value === 'string' ? value : '';
 }
@@ -50,7 +37,7 @@ function text(value: unknown): string {
 /** The adapter WebGPU gives tfjs (the same request tfjs-backend-webgpu makes), described. */
 async function describeAdapter(gpu: LooseGpu): Promise<AdapterDescription> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new Unavailable('WebGPU found no adapter (no usable GPU, or WebGPU is disabled in this browser)');
+  if (!adapter) throw new Error('WebGPU found no adapter (no usable GPU, or WebGPU is disabled in this browser)');
   const info = adapter.info ?? (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : {});
   return {
     vendor: text(info.vendor),
@@ -63,25 +50,25 @@ async function describeAdapter(gpu: LooseGpu): Promise<AdapterDescription> {
 }
 
 export function adapterLabel(adapter: AdapterDescription): string {
-  const parts = [adapter.vendor, adapter.architecture, adapter.device, adapter.description].filter(Boolean);
-  const unique = parts.filter((p, i) => parts.indexOf(p) === i);
-  return `${unique.join(' ') || 'WebGPU adapter'}${adapter.isFallbackAdapter ? ' (fallback adapter: software rendering)' : ''}`;
+  return `${adapterName(adapter)}${adapter.isFallbackAdapter ? ' (fallback adapter: software rendering)' : ''}`;
 }
 
-/** A renderer string of a software GPU: SwiftShader (Chromium's), Mesa's llvmpipe/lavapipe. */
-const SOFTWARE_RENDERER = /swiftshader|llvmpipe|lavapipe|softpipe|software/i;
-
-interface Attempt {
+interface TabLoaded {
   device: string;
   adapter: AdapterDescription | null;
   software: boolean;
 }
 
-async function tryWebgpu(): Promise<Attempt> {
+async function tryWebgpu(forced: boolean): Promise<TabLoaded> {
   const gpu = (navigator as unknown as { gpu?: LooseGpu }).gpu;
-  if (!gpu) throw new Unavailable('this browser has no WebGPU here (navigator.gpu is missing in a Web Worker)');
+  if (!gpu) throw new Error('this browser has no WebGPU here (navigator.gpu is missing in a Web Worker)');
   const adapter = await describeAdapter(gpu);
   await activate('webgpu');
+  // A software WebGPU adapter (SwiftShader) is correct but far slower than WASM (measured in
+  // headless Chromium: about 6 against 165 images/s): not even timed unless forced.
+  if (!forced && adapter.isFallbackAdapter) {
+    throw new Error('only a software (fallback) WebGPU adapter, slower than WASM; force it with ?backend=webgpu');
+  }
   return { device: `WebGPU: ${adapterLabel(adapter)}`, adapter, software: adapter.isFallbackAdapter };
 }
 
@@ -89,8 +76,8 @@ interface WebglBackendLike {
   gpgpu?: { gl?: WebGL2RenderingContext | WebGLRenderingContext };
 }
 
-async function tryWebgl(): Promise<Attempt> {
-  if (typeof OffscreenCanvas === 'undefined') throw new Unavailable('no OffscreenCanvas in this Web Worker, which WebGL here needs');
+async function tryWebgl(): Promise<TabLoaded> {
+  if (typeof OffscreenCanvas === 'undefined') throw new Error('no OffscreenCanvas in this Web Worker, which WebGL here needs');
   await activate('webgl');
   const gl = (tf.backend() as unknown as WebglBackendLike).gpgpu?.gl;
   let renderer = '';
@@ -104,7 +91,7 @@ async function tryWebgl(): Promise<Attempt> {
   return { device: `WebGL: ${renderer || 'unknown renderer'}${software ? ' (software rendering)' : ''}`, adapter: null, software };
 }
 
-async function tryWasm(wasmPaths: string): Promise<Attempt> {
+async function tryWasm(wasmPaths: string): Promise<TabLoaded> {
   // The .wasm files sit next to worker.js; without this tfjs looks for them on a CDN.
   setWasmPaths(wasmPaths);
   registerWasmTrainingKernels();
@@ -120,7 +107,7 @@ async function tryWasm(wasmPaths: string): Promise<Attempt> {
   };
 }
 
-async function tryCpu(): Promise<Attempt> {
+async function tryCpu(): Promise<TabLoaded> {
   await activate('cpu');
   return { device: 'CPU (plain JavaScript)', adapter: null, software: false };
 }
@@ -136,13 +123,16 @@ export interface SelectOptions {
    * candidate that passes is timed and the fastest wins; not called for a forced backend.
    */
   measure?: (name: BrowserBackendName, microBatch: number) => Promise<number>;
-  /** Progress for the page ('trying webgpu...'). */
-  log?: (line: string) => void;
+  /** Progress for the page. */
+  onProgress?: (event: SelectEvent<BrowserBackendName>) => void;
 }
 
-/** Frees what a backend that got half-way (or lost) holds: a GPU device, a WASM heap. */
+/**
+ * Frees what a backend that failed or lost holds (a GPU device, a WASM heap). Only one tfjs
+ * has initialised: looking a backend up (tf.findBackend) would initialise it first.
+ */
 function release(name: string): void {
-  if (tf.findBackend(name) === null) return;
+  if (!(name in tf.engine().registry)) return;
   try {
     tf.removeBackend(name);
   } catch {
@@ -151,77 +141,37 @@ function release(name: string): void {
 }
 
 /**
- * Picks the tfjs backend this tab trains on: each of WebGPU, WebGL and WASM that passes a real
- * training step is timed on the run's model and the fastest wins, except that a software
- * renderer (SwiftShader, llvmpipe) never wins over WASM unless forced (chooseBackend). A
- * software-only WebGPU adapter is not even tried unless forced; plain JavaScript only when
- * nothing else passed. Says why each other candidate was passed over.
+ * Picks the tfjs backend this tab trains on (selectBackend). A software-only WebGPU adapter is
+ * not even tried unless forced; plain JavaScript only when nothing else passed.
  */
 export async function selectBrowserBackend(options: SelectOptions): Promise<BackendReport> {
-  const attempts: Record<BrowserBackendName, () => Promise<Attempt>> = {
-    webgpu: tryWebgpu,
+  const forced = options.force !== null;
+  const loaders: Record<BrowserBackendName, () => Promise<TabLoaded>> = {
+    webgpu: () => tryWebgpu(forced),
     webgl: tryWebgl,
     wasm: () => tryWasm(options.wasmPaths),
     cpu: tryCpu,
   };
-  const results: (CandidateResult & { name: BrowserBackendName; attempt: Attempt | null; tfBackend: string | null })[] = [];
-  const tryOne = async (name: BrowserBackendName) => {
-    options.log?.(`trying ${name}`);
-    const result: (typeof results)[number] = { name, ok: false, imagesPerSecond: null, software: false, attempt: null, tfBackend: null };
-    results.push(result);
-    try {
-      const attempt = await attempts[name]();
-      Object.assign(result, { attempt, software: attempt.software });
-      // A software WebGPU adapter (SwiftShader) is correct but far slower than WASM (measured
-      // in headless Chromium: about 6 against 165 images/s): not even timed unless forced.
-      if (!options.force && attempt.adapter?.isFallbackAdapter) {
-        throw new Error('only a software (fallback) WebGPU adapter, slower than WASM; force it with ?backend=webgpu');
-      }
-      await checkTrainingStep(name);
-      result.tfBackend = tf.getBackend();
-      result.ok = true;
-    } catch (error) {
-      result.reason = describe(error);
-      if (tf.getBackend() === name) release(name);
-      if (!options.force) options.log?.(`skipped ${name}: ${result.reason}`);
-      return;
-    }
-    if (options.measure && !options.force) {
-      options.log?.(`timing a training step on ${name}`);
-      try {
-        result.imagesPerSecond = await options.measure(name, options.microBatch ?? browserMicroBatch(result.tfBackend!));
-        options.log?.(`${name}: ${result.imagesPerSecond.toFixed(2)} images/s`);
-      } catch (error) {
-        Object.assign(result, { ok: false, reason: `a training step of the model failed: ${describe(error)}` });
-        release(name);
-      }
-    }
-  };
-  if (options.force) {
-    await tryOne(options.force);
-  } else {
-    for (const name of BROWSER_BACKENDS) if (name !== 'cpu') await tryOne(name);
-    if (!results.some((r) => r.ok)) await tryOne('cpu');
-  }
-  let choice;
-  try {
-    choice = chooseBackend(results, { force: options.force ?? undefined });
-  } catch (error) {
-    const message = describe(error);
-    throw new Error(options.force ? message.replace('is not usable here', 'is not usable in this tab') : `no TensorFlow.js backend could train in this tab:\n${results.map((r) => `  ${r.name}: ${r.reason ?? 'failed'}`).join('\n')}`);
-  }
-  const chosen = results.find((r) => r.name === choice.name)!;
-  // Free the losers' devices and heaps, then make the winner current again.
-  for (const r of results) if (r !== chosen && r.tfBackend) release(r.tfBackend);
-  await activate(chosen.tfBackend!);
+  const candidate = (name: BrowserBackendName): BackendCandidate<BrowserBackendName, TabLoaded> => ({ name, load: loaders[name] });
+  const microBatch = (tfBackend: string) => microBatchFor(tfBackend, 'browser', options.microBatch);
+  const measure = options.measure;
+  const { chosen, candidates, measurements } = await selectBackend({
+    candidates: BROWSER_BACKENDS.filter((name) => name !== 'cpu').map(candidate),
+    lastResort: candidate('cpu'),
+    force: options.force ?? undefined,
+    measure: measure ? (name, tfBackend) => measure(name, microBatch(tfBackend)) : undefined,
+    release,
+    where: 'in this tab',
+    onProgress: options.onProgress,
+  });
   return {
     name: chosen.name,
-    tfBackend: chosen.tfBackend!,
-    device: chosen.attempt!.device,
-    adapter: chosen.attempt!.adapter,
-    microBatch: options.microBatch ?? browserMicroBatch(chosen.tfBackend!),
-    skipped: choice.results.filter((r) => r.name !== chosen.name).map((r) => ({ name: r.name as BrowserBackendName, reason: r.reason ?? 'not chosen' })),
+    tfBackend: chosen.tfBackend,
+    device: chosen.loaded.device,
+    adapter: chosen.loaded.adapter,
+    microBatch: microBatch(chosen.tfBackend),
+    skipped: candidates.filter((c) => c !== chosen).map((c) => ({ name: c.name, reason: c.reason ?? 'not chosen' })),
     imagesPerSecond: chosen.imagesPerSecond,
-    measurements: measurements(choice),
+    measurements,
   };
 }

@@ -3,8 +3,9 @@
  * everything that trains (tfjs, the backend, the ChorusWorker runtime, the WebSocket); the
  * page only starts it, forwards visibility and the Leave button, and shows what it reports.
  */
-import type { WorkerStatus } from '@chorus/worker';
+import type { ShardInput, WorkerStatus } from '@chorus/worker';
 import type { BackendMeasurement } from '@chorus/backend';
+import type { LogFields, LogLevel, ShardResult } from '@chorus/protocol';
 
 /** The backends a tab tries, best first. */
 export const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
@@ -53,25 +54,14 @@ export interface MemoryReport {
 }
 
 /** A shard to compute in ?selftest mode, exactly as a worker computes an `assign`. */
-export interface GradientRequest {
+export interface GradientRequest extends ShardInput {
   spec: unknown;
   bnGroup: number;
   microBatch: number;
   params: Float32Array;
-  /** Raw CIFAR-10 pixels, 3072 per example (channel planes), as in `assign`. */
-  pixels: Uint8Array;
-  labels: Uint8Array;
-  indices: Int32Array;
-  /** -1: no augmentation. */
-  augmentSeed: number;
 }
 
-export interface GradientReply {
-  count: number;
-  lossSum: number;
-  correct: number;
-  gradient: Float32Array;
-  bnMoments: Float32Array;
+export interface GradientReply extends ShardResult {
   /** tf.memory().numTensors before and after the computation. */
   tensorsBefore: number;
   tensorsAfter: number;
@@ -87,7 +77,7 @@ export type WorkerToPage =
   | { type: 'phase'; phase: 'selecting-backend' | 'selftest-ready' | 'joining' }
   | { type: 'backend'; report: BackendReport }
   | { type: 'status'; status: WorkerStatus; memory: MemoryReport; tensorsPerShard: number[] }
-  | { type: 'log'; line: string }
+  | { type: 'log'; level: LogLevel; message: string; fields?: LogFields }
   /** The runtime stopped: the tab left (Leave, closed) or the run is over. */
   | { type: 'stopped'; reason: string }
   | { type: 'fatal'; error: string }

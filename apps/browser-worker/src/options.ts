@@ -25,15 +25,6 @@ export function parseJoinOptions(location: { protocol: string; host: string; sea
   return { url: webSocketUrl(location), token, backend: backend as BrowserBackendName | null, selftest, microBatch };
 }
 
-/**
- * Most examples a tab runs through the model at once. GPU backends take 64; WASM and the
- * plain JavaScript backend 32 (WASM's heap is the limit, and smaller passes keep a CPU tab
- * responsive). Larger shards are micro-batched on BatchNorm group boundaries.
- */
-export function browserMicroBatch(backend: string): number {
-  return backend === 'webgpu' || backend === 'webgl' ? 64 : 32;
-}
-
 /** The user agent for runtime.agent, cut to a length that reads well in logs. */
 export function agentString(userAgent: string, max = 160): string {
   const ua = userAgent.trim();

@@ -6,7 +6,9 @@
  * ?selftest mode `computeGradient`, which runs one shard through the Web Worker's Replica.
  */
 import type { WorkerStatus } from '@chorus/worker';
-import type { BackendReport, GradientRequest, JoinOptions, MemoryReport, PageToWorker, WorkerToPage } from './messages.js';
+// The formatter alone: the package's index would bring the codec and its schemas into the page.
+import { formatLogLine, type LogFields, type LogLevel } from '@chorus/protocol/log-line';
+import type { BackendReport, GradientReply, GradientRequest, JoinOptions, MemoryReport, PageToWorker, WorkerToPage } from './messages.js';
 import { parseJoinOptions } from './options.js';
 
 export interface TabState {
@@ -37,15 +39,8 @@ export interface GradientRequestInput {
   augmentSeed: number;
 }
 
-export interface GradientResult {
-  count: number;
-  lossSum: number;
-  correct: number;
-  gradient: number[];
-  bnMoments: number[];
-  tensorsBefore: number;
-  tensorsAfter: number;
-}
+/** A GradientReply with plain arrays (easy to read from a test). */
+export type GradientResult = Omit<GradientReply, 'gradient' | 'bnMoments'> & { gradient: number[]; bnMoments: number[] };
 
 export interface ChorusTab {
   readonly state: TabState;
@@ -82,8 +77,8 @@ function send(message: PageToWorker, transfer: Transferable[] = []): void {
   worker?.postMessage(message, transfer);
 }
 
-function log(line: string): void {
-  state.log.push(`${new Date().toLocaleTimeString()} ${line}`);
+function log(level: LogLevel, message: string, fields?: LogFields): void {
+  state.log.push(formatLogLine(level, message, fields));
   if (state.log.length > 300) state.log.shift();
   const box = $('log');
   box.textContent = state.log.join('\n');
@@ -93,7 +88,7 @@ function log(line: string): void {
 function fail(error: string): void {
   state.phase = 'failed';
   state.error = error;
-  log(`error: ${error}`);
+  log('error', error);
   for (const p of pending.values()) p.reject(new Error(error));
   pending.clear();
   worker?.terminate();
@@ -172,13 +167,13 @@ function onWorkerMessage(message: WorkerToPage): void {
   switch (message.type) {
     case 'phase':
       state.phase = message.phase;
-      if (message.phase === 'selftest-ready') log('self-test mode: call window.chorus.computeGradient(...)');
+      if (message.phase === 'selftest-ready') log('info', 'self-test mode: call window.chorus.computeGradient(...)');
       break;
     case 'backend':
       state.backend = message.report;
-      for (const s of message.report.skipped) log(`not using ${s.name}: ${s.reason}`);
-      log(`backend: ${message.report.tfBackend} (${message.report.device})`);
-      log(`measured: ${measuredText(message.report)}`);
+      for (const s of message.report.skipped) log('info', 'not using a backend', { backend: s.name, reason: s.reason });
+      log('info', 'backend chosen', { backend: message.report.name, tf: message.report.tfBackend, device: message.report.device, microBatch: message.report.microBatch });
+      log('info', 'measured', { backends: measuredText(message.report) });
       break;
     case 'status': {
       const first = state.status?.workerId == null && message.status.workerId != null;
@@ -192,12 +187,12 @@ function onWorkerMessage(message: WorkerToPage): void {
       break;
     }
     case 'log':
-      log(message.line);
+      log(message.level, message.message, message.fields);
       break;
     case 'stopped':
       state.phase = 'left';
       state.endReason = message.reason;
-      log(`left the run: ${message.reason}`);
+      log('info', 'left the run', { reason: message.reason });
       worker?.terminate();
       worker = null;
       break;
@@ -275,7 +270,7 @@ function main(): void {
     event.preventDefault();
     fail(`the training Web Worker failed: ${event.message || 'it could not be loaded (see the browser console)'}`);
   };
-  if (!globalThis.crossOriginIsolated) log('note: this page is not cross-origin isolated, so WebAssembly runs single-threaded');
+  if (!globalThis.crossOriginIsolated) log('warn', 'this page is not cross-origin isolated, so WebAssembly runs single-threaded');
   send({ type: 'start', options, hidden: state.hidden });
   render();
 }

@@ -6,9 +6,10 @@
 /// <reference lib="webworker" />
 import * as tf from '@tensorflow/tfjs';
 import { Replica } from '@chorus/train';
-import { CLOSE_CODES } from '@chorus/protocol';
-import { ChorusWorker, measureTrainingSpeed, shardImages, specForPreset, type Connect, type WorkerStatus } from '@chorus/worker';
+import { CLOSE_CODES, type ShardResult } from '@chorus/protocol';
+import { ChorusWorker, computeShard, measureTrainingSpeed, specForPreset, type Connect, type WorkerLog, type WorkerStatus } from '@chorus/worker';
 import type { ResNetV2Spec } from '@chorus/model';
+import { formatRate } from '@chorus/backend';
 import { selectBrowserBackend } from './backends.js';
 import { connectBrowserWebSocket } from './browser-transport.js';
 import type { GradientReply, GradientRequest, JoinOptions, PageToWorker, WorkerToPage } from './messages.js';
@@ -19,6 +20,8 @@ declare const self: DedicatedWorkerGlobalScope;
 function post(message: WorkerToPage, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
 }
+
+const log: WorkerLog = (level, message, fields) => post({ type: 'log', level, message, fields });
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -76,14 +79,18 @@ async function start(options: JoinOptions): Promise<void> {
   // Candidates are timed on the model the run trains (the page's server says which); a forced
   // backend is not timed, so nothing is fetched then.
   const model = options.backend ? null : specForPreset(await runPreset());
-  if (model) post({ type: 'log', line: `timing backends on a training step of ${model.preset}` });
+  if (model) log('info', 'timing backends on a training step', { preset: model.preset });
   const report = await selectBrowserBackend({
     measure: model ? (_name, microBatch) => measureTrainingSpeed(model.spec, { microBatch }) : undefined,
     force: options.backend,
     // worker.js and the .wasm files are in the same folder.
     wasmPaths: new URL('./', self.location.href).href,
     microBatch: options.microBatch,
-    log: (line) => post({ type: 'log', line }),
+    onProgress: (e) => {
+      if (e.kind === 'skipped') log('info', 'backend skipped', { backend: e.name, reason: e.reason });
+      else if (e.kind === 'measured') log('info', 'backend timed', { backend: e.name, imagesPerSecond: formatRate(e.imagesPerSecond) });
+      else log('info', e.kind === 'trying' ? 'trying a backend' : 'timing a training step', { backend: e.name });
+    },
   });
   post({ type: 'backend', report });
   if (options.selftest) {
@@ -107,7 +114,7 @@ async function start(options: JoinOptions): Promise<void> {
     },
     isHidden: () => hidden,
     onStatus,
-    log: (line) => post({ type: 'log', line }),
+    log,
   });
   try {
     await worker.start();
@@ -123,23 +130,15 @@ async function start(options: JoinOptions): Promise<void> {
 async function computeGradient(request: GradientRequest): Promise<GradientReply> {
   const tensorsBefore = tf.memory().numTensors;
   const replica = new Replica(request.spec as ResNetV2Spec, { microBatch: request.microBatch, bnGroup: request.bnGroup });
-  let result: Awaited<ReturnType<Replica['computeGradients']>>;
+  let result: ShardResult;
   try {
     replica.setParams(request.params);
-    const images = shardImages(request.pixels, request.indices, request.augmentSeed >= 0 ? request.augmentSeed : null);
-    result = await replica.computeGradients(images, request.labels);
+    result = await computeShard(replica, request);
   } finally {
     replica.dispose();
   }
-  return {
-    count: result.count,
-    lossSum: result.lossSum,
-    correct: result.correct,
-    gradient: result.gradient,
-    bnMoments: result.bn.moments,
-    tensorsBefore,
-    tensorsAfter: tf.memory().numTensors,
-  };
+  // After the replica is gone: what a shard leaves behind.
+  return { ...result, tensorsBefore, tensorsAfter: tf.memory().numTensors };
 }
 
 self.onmessage = (event: MessageEvent<PageToWorker>) => {

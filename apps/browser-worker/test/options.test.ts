@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agentString, browserMicroBatch, parseJoinOptions, webSocketUrl } from '../src/options.js';
+import { agentString, parseJoinOptions, webSocketUrl } from '../src/options.js';
 
 const at = (href: string) => {
   const u = new URL(href);
@@ -28,13 +28,6 @@ test('the join link is read: token, forced backend, selftest, micro-batch', () =
   assert.throws(() => parseJoinOptions(at('http://h:1/join?token=t&backend=tensorflow')), /unknown backend 'tensorflow'.*webgpu, webgl, wasm, cpu/);
   assert.throws(() => parseJoinOptions(at('http://h:1/join')), /no join token/);
   assert.throws(() => parseJoinOptions(at('http://h:1/join?token=t&micro-batch=0')), /positive integer/);
-});
-
-test('micro-batch defaults: 64 on GPU backends, 32 on WASM and CPU', () => {
-  assert.equal(browserMicroBatch('webgpu'), 64);
-  assert.equal(browserMicroBatch('webgl'), 64);
-  assert.equal(browserMicroBatch('wasm'), 32);
-  assert.equal(browserMicroBatch('cpu'), 32);
 });
 
 test('the user agent is cut to what the protocol accepts', () => {

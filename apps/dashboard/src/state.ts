@@ -1,4 +1,5 @@
 import type { EvalRecord, MonitorMessage, RunEvent, Status, StepRecord } from './types.js';
+import { backoffDelay } from '@chorus/protocol/backoff';
 
 /** The most steps and events the page keeps (the coordinator keeps at most 20,000 steps). */
 export const MAX_STEPS = 20_000;
@@ -133,8 +134,7 @@ export function recentBreakdowns(steps: StepRecord[], count: number): StepRecord
   return steps.slice(-count).filter((s) => s.breakdown !== undefined);
 }
 
-/** Reconnect delay: capped exponential back-off with full jitter. */
-export function backoffMs(attempt: number, random: () => number = Math.random, baseMs = 500, capMs = 10_000): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 20));
-  return Math.max(250, Math.round(random() * ceiling));
+/** Reconnect delay: the back-off every client of the coordinator uses (0.5 s doubling, capped at 10 s). */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return backoffDelay(attempt, 500, 10_000, random);
 }

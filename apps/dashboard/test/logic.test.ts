@@ -80,7 +80,7 @@ test('reconnect back-off grows, is capped and never zero', () => {
   assert.equal(backoffMs(0, () => 1), 500);
   assert.equal(backoffMs(3, () => 1), 4000);
   assert.equal(backoffMs(30, () => 1), 10_000);
-  assert.equal(backoffMs(5, () => 0), 250);
+  assert.equal(backoffMs(0, () => 0), 250);
 });
 
 test('token, join link and monitor URL', () => {

@@ -4,11 +4,12 @@ import { readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
-import { NODE_BACKENDS, describeChoice } from '@chorus/backend/node';
-import { ChorusWorker, type WorkerStatus } from '@chorus/worker';
+import { NODE_BACKENDS } from '@chorus/backend/node';
+import { microBatchFor } from '@chorus/backend';
+import { formatLogLine } from '@chorus/protocol';
+import { ChorusWorker, type WorkerLog, type WorkerStatus } from '@chorus/worker';
 import { createWsConnect, workerUrl } from './ws-transport.js';
-import { chooseWorkerBackend } from './choose-backend.js';
-import { defaultMicroBatch } from '@chorus/backend';
+import { chooseWorkerBackend, logChoice } from './choose-backend.js';
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
@@ -29,6 +30,17 @@ const program = new Command()
   .option('--ca <file>', "PEM certificate of the CA that signed the coordinator's TLS certificate (a private CA); trusted instead of the usual roots. NODE_EXTRA_CA_CERTS=FILE adds one to them instead")
   .addOption(new Option('--cert-fingerprint <sha256>', "accept exactly the coordinator certificate with this SHA-256 fingerprint (the coordinator's --local-workers use it)").hideHelp())
   .showHelpAfterError();
+
+/**
+ * Lines as the coordinator writes them, each naming this worker, so a coordinator's output with
+ * its --local-workers (which relays theirs) reads as one log. Errors go to stderr.
+ */
+function workerLog(name: string): WorkerLog {
+  return (level, message, fields = {}) => {
+    const line = formatLogLine(level, message, { worker: name, ...fields });
+    (level === 'error' ? process.stderr : process.stdout).write(`${line}\n`);
+  };
+}
 
 /** The --ca file's contents, or an error that says what is wrong with it. */
 function readCa(path: string): Buffer {
@@ -52,20 +64,19 @@ async function main(): Promise<void> {
   program.parse();
   const [rawUrl] = program.args;
   const opts = program.opts<{ token: string; backend?: string; microBatch?: number; name: string; slowdown: number; quiet?: boolean; ca?: string; certFingerprint?: string }>();
+  const log = workerLog(opts.name);
   const url = workerUrl(rawUrl);
   // Read before choosing a backend (which takes seconds), so a wrong path fails at once.
   const connect = createWsConnect({ ca: opts.ca === undefined ? undefined : readCa(opts.ca), certFingerprint: opts.certFingerprint });
-  if (url.startsWith('ws://') && opts.ca) console.warn(`warning: --ca is only used for wss:// URLs, and ${url} is ws://`);
-  const prefix = `[${opts.name}]`;
+  if (url.startsWith('ws://') && opts.ca) log('warn', '--ca is only used for wss:// URLs', { url });
   const backend = await chooseWorkerBackend({
     url,
     force: opts.backend,
     microBatch: opts.microBatch,
     tls: { ca: opts.ca === undefined ? undefined : readCa(opts.ca), certFingerprint: opts.certFingerprint },
-    log: (line) => console.log(`${prefix} ${line}`),
+    log,
   });
-  if (backend.imagesPerSecond !== null) console.log(`${prefix} backends timed on a training step of ${backend.preset}:`);
-  console.log(`${prefix} ${describeChoice(backend).replace(/\n/g, `\n${prefix} `)}`);
+  logChoice(log, backend);
   let lastLine = 0;
   let lastStepsDone = -1;
   const worker = new ChorusWorker({
@@ -77,12 +88,12 @@ async function main(): Promise<void> {
       backend: backend.tfBackend,
       device: backend.device,
       cores: cpus().length,
-      microBatch: Math.floor(opts.microBatch ?? defaultMicroBatch(backend.tfBackend)),
+      microBatch: microBatchFor(backend.tfBackend, 'node', opts.microBatch),
       agent: `node ${process.version} ${process.platform}-${process.arch} ${opts.name}`,
       backends: backend.measurements,
     },
     slowdown: opts.slowdown,
-    log: (line) => console.log(`${prefix} ${line}`),
+    log,
     onStatus: (s: WorkerStatus) => {
       const now = Date.now();
       // A line when there is news, at most every 5 s: a worker waiting (evaluation, pause, no
@@ -90,10 +101,12 @@ async function main(): Promise<void> {
       if (opts.quiet || s.state !== 'ready' || s.lastLoss === null || now - lastLine < 5000 || s.stepsDone === lastStepsDone) return;
       lastLine = now;
       lastStepsDone = s.stepsDone;
-      console.log(
-        `${prefix} weights v${s.version}: ${s.stepsDone} shards done, last ${s.lastShard} images, ` +
-          `loss ${s.lastLoss.toFixed(3)}, ${s.imagesPerSecond?.toFixed(1)} img/s`,
-      );
+      log('info', `${s.stepsDone} shards done`, {
+        weights: `v${s.version}`,
+        lastShard: s.lastShard,
+        loss: s.lastLoss.toFixed(3),
+        imagesPerSecond: s.imagesPerSecond?.toFixed(1),
+      });
     },
   });
   const stop = () => worker.stop('worker interrupted');
@@ -104,6 +117,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+  workerLog(program.opts<{ name?: string }>().name ?? hostname())('error', error instanceof Error ? error.message : String(error));
   process.exit(1);
 });

@@ -33,6 +33,8 @@ export interface ChooseOptions {
   force?: string;
   /** The CPU backend a software renderer must never beat (default 'wasm'). */
   baseline?: string;
+  /** Where, in error messages (default 'here'; a tab says 'in this tab'). */
+  where?: string;
 }
 
 export interface Choice {
@@ -53,16 +55,17 @@ export function formatRate(imagesPerSecond: number): string {
  */
 export function chooseBackend(candidates: readonly CandidateResult[], options: ChooseOptions = {}): Choice {
   const results = candidates.map((c) => ({ ...c }));
+  const where = options.where ?? 'here';
   if (options.force !== undefined) {
     const forced = results.find((c) => c.name === options.force);
     if (!forced) throw new Error(`backend ${options.force} was not tried`);
-    if (!forced.ok) throw new Error(`backend ${forced.name} is not usable here: ${forced.reason ?? 'it failed its self-test'}`);
+    if (!forced.ok) throw new Error(`backend ${forced.name} is not usable ${where}: ${forced.reason ?? 'it failed its self-test'}`);
     for (const c of results) if (c !== forced && c.ok) c.reason = `${forced.name} was forced`;
     return { name: forced.name, results };
   }
   const passed = results.filter((c) => c.ok);
   if (passed.length === 0) {
-    throw new Error(`no TensorFlow.js backend could train here:\n${results.map((c) => `  ${c.name}: ${c.reason ?? 'failed'}`).join('\n')}`);
+    throw new Error(`no TensorFlow.js backend could train ${where}:\n${results.map((c) => `  ${c.name}: ${c.reason ?? 'failed'}`).join('\n')}`);
   }
   const baseline = options.baseline ?? 'wasm';
   const baselineOk = passed.some((c) => c.name === baseline);

@@ -16,3 +16,5 @@ export {
 export { parseMessage, validateMessage, isMessageType } from './validate.js';
 export { type GradientCodec, fp32Codec, getGradientCodec, GRADIENT_CODEC_NAMES } from './gradient-codec.js';
 export type * from './monitor.js';
+export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
+export { backoffDelay } from './backoff.js';

@@ -88,11 +88,11 @@ export interface Assign {
   augmentSeed: number;
 }
 
-export interface GradientMessage {
-  type: 'gradient';
-  v: number;
-  step: number;
-  shardId: number;
+/**
+ * What a worker computes for one shard, on any platform: sums over the shard's examples, so
+ * the coordinator adds shards up in batch order.
+ */
+export interface ShardResult {
   count: number;
   lossSum: number;
   correct: number;
@@ -102,6 +102,13 @@ export interface GradientMessage {
   gradient: Float32Array;
   /** Pooled BatchNorm moments of the shard: all means, then all biased variances. */
   bnMoments: Float32Array;
+}
+
+export interface GradientMessage extends ShardResult {
+  type: 'gradient';
+  v: number;
+  step: number;
+  shardId: number;
 }
 
 export interface Update {

@@ -1,5 +1,5 @@
 export * from './transport.js';
 export * from './worker.js';
-export * from './backoff.js';
 export * from './shard-input.js';
+export * from './compute-shard.js';
 export * from './measure.js';

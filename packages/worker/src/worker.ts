@@ -12,8 +12,11 @@ import {
   type Update,
   type Welcome,
   type WorkerRuntime,
+  backoffDelay,
+  type LogFields,
+  type LogLevel,
 } from '@chorus/protocol';
-import { backoffDelay } from './backoff.js';
+import { computeShard } from './compute-shard.js';
 import { shardImages } from './shard-input.js';
 import type { Connect, Transport } from './transport.js';
 
@@ -38,13 +41,16 @@ export interface WorkerStatus {
   error?: string;
 }
 
+export type WorkerLog = (level: LogLevel, message: string, fields?: LogFields) => void;
+
 export interface WorkerOptions {
   url: string;
   token: string;
   connect: Connect;
   /** What this worker runs on; microBatch is the most examples it runs at once. */
   runtime: WorkerRuntime;
-  log?: (line: string) => void;
+  /** Structured, as formatLogLine writes it: the host adds its own fields (which worker). */
+  log?: WorkerLog;
   onStatus?: (status: WorkerStatus) => void;
   reconnect?: { initialMs: number; maxMs: number };
   /**
@@ -118,8 +124,8 @@ export class ChorusWorker {
     this.finished?.();
   }
 
-  private log(line: string): void {
-    this.options.log?.(line);
+  private log(level: LogLevel, message: string, fields?: LogFields): void {
+    this.options.log?.(level, message, fields);
   }
 
   private setStatus(patch: Partial<WorkerStatus>): void {
@@ -133,7 +139,7 @@ export class ChorusWorker {
       if (attempt > 0) {
         const delay = backoffDelay(attempt - 1, initialMs, maxMs);
         this.setStatus({ state: 'reconnecting' });
-        this.log(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
+        this.log('info', `reconnecting in ${(delay / 1000).toFixed(1)} s`);
         await this.clock.sleep(delay);
         if (this.stopping) return;
       }
@@ -145,7 +151,7 @@ export class ChorusWorker {
           onClose: (code, reason) => closed({ code, reason }),
         });
       } catch (error) {
-        this.log(`cannot reach ${this.options.url}: ${(error as Error).message}`);
+        this.log('warn', `cannot reach ${this.options.url}`, { error: (error as Error).message });
         continue;
       }
       this.sendMessage({
@@ -164,7 +170,7 @@ export class ChorusWorker {
         this.finished(new Error(`the coordinator refused this worker: ${reason || `close code ${code}`}`));
         return;
       }
-      this.log(`connection closed (${code}${reason ? `: ${reason}` : ''})`);
+      this.log('warn', 'connection closed', { code, reason: reason || undefined });
       attempt = code === CLOSE_CODES.normal || this.status.state !== 'connecting' ? 0 : attempt;
     }
   }
@@ -178,7 +184,7 @@ export class ChorusWorker {
     try {
       message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20 } : undefined);
     } catch (error) {
-      this.log(`dropped a bad message from the coordinator: ${(error as Error).message}`);
+      this.log('warn', 'dropped a bad message from the coordinator', { error: (error as Error).message });
       return;
     }
     switch (message.type) {
@@ -195,15 +201,15 @@ export class ChorusWorker {
         this.enqueue(() => this.onEvaluate(message));
         break;
       case 'error':
-        this.log(`coordinator: ${message.code}: ${message.message}`);
+        this.log('warn', 'the coordinator reported an error', { code: message.code, error: message.message });
         break;
       case 'bye':
-        this.log(`coordinator said bye: ${message.reason}`);
+        this.log('info', 'the coordinator said bye', { reason: message.reason });
         break;
       case 'heartbeat':
         break;
       default:
-        this.log(`ignored unexpected '${message.type}' message`);
+        this.log('warn', 'ignored an unexpected message', { type: message.type });
     }
   }
 
@@ -211,7 +217,7 @@ export class ChorusWorker {
   private enqueue(task: () => Promise<void> | void): void {
     this.queue = this.queue.then(task).catch((error: unknown) => {
       const text = error instanceof Error ? error.message : String(error);
-      this.log(`error: ${text}`);
+      this.log('error', text);
       this.setStatus({ error: text });
     });
   }
@@ -233,7 +239,7 @@ export class ChorusWorker {
     this.replica.setParams(message.params);
     this.bnStats = message.bnStats.slice();
     this.setStatus({ state: 'ready', workerId: message.workerId, version: message.version });
-    this.log(`joined as ${message.workerId} (${message.run.preset}, ${message.run.paramCount} parameters, weights v${message.version})`);
+    this.log('info', `joined as ${message.workerId}`, { preset: message.run.preset, params: message.run.paramCount, weights: `v${message.version}` });
     this.startHeartbeat(message.run.heartbeatMs);
   }
 
@@ -248,37 +254,23 @@ export class ChorusWorker {
     if (!this.replica) return;
     if (message.version !== this.status.version) {
       // Cannot happen on an ordered channel unless the coordinator is confused: say so.
-      this.log(`assignment for weights v${message.version} while holding v${this.status.version}: skipped`);
+      this.log('warn', 'skipped an assignment for other weights', { assigned: `v${message.version}`, holding: `v${this.status.version}` });
       return;
     }
     this.setStatus({ state: 'training' });
-    const start = this.clock.now();
-    const images = shardImages(message.pixels, message.indices, message.augmentSeed >= 0 ? message.augmentSeed : null);
-    const result = await this.replica.computeGradients(images, message.labels);
-    let computeMs = this.clock.now() - start;
+    const result = await computeShard(this.replica, message, () => this.clock.now());
     const slowdown = this.options.slowdown ?? 1;
     if (slowdown > 1) {
-      await this.clock.sleep((slowdown - 1) * computeMs);
-      computeMs *= slowdown;
+      await this.clock.sleep((slowdown - 1) * result.computeMs);
+      result.computeMs *= slowdown;
     }
-    this.sendMessage({
-      type: 'gradient',
-      v: PROTOCOL_VERSION,
-      step: message.step,
-      shardId: message.shardId,
-      count: result.count,
-      lossSum: result.lossSum,
-      correct: result.correct,
-      computeMs,
-      gradient: result.gradient,
-      bnMoments: result.bn.moments,
-    });
+    this.sendMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: message.step, shardId: message.shardId, ...result });
     this.setStatus({
       state: 'ready',
       stepsDone: this.status.stepsDone + 1,
       lastLoss: result.lossSum / result.count,
       lastShard: result.count,
-      imagesPerSecond: (result.count * 1000) / computeMs,
+      imagesPerSecond: (result.count * 1000) / result.computeMs,
     });
   }
 

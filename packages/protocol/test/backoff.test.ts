@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay } from '../src/index.js';
+import { backoffDelay } from '../src/backoff.js';
 
 test('back-off doubles up to the cap, with jitter in the upper half', () => {
   assert.equal(backoffDelay(0, 500, 15_000, () => 0), 250);

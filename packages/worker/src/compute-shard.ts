@@ -1,0 +1,29 @@
+import type { Replica } from '@chorus/train';
+import type { ShardResult } from '@chorus/protocol';
+import { shardImages } from './shard-input.js';
+
+/** A shard as `assign` carries it. */
+export interface ShardInput {
+  /** Raw CIFAR-10 pixels, 3072 per example (channel planes). */
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  /** Dataset indices: with the seed, they fix each example's augmentation. */
+  indices: Int32Array;
+  /** Negative: no augmentation. */
+  augmentSeed: number;
+}
+
+/** One shard's result, computed the same way by every worker (and a tab's ?selftest). */
+export async function computeShard(replica: Replica, shard: ShardInput, now: () => number = () => performance.now()): Promise<ShardResult> {
+  const start = now();
+  const images = shardImages(shard.pixels, shard.indices, shard.augmentSeed >= 0 ? shard.augmentSeed : null);
+  const result = await replica.computeGradients(images, shard.labels);
+  return {
+    count: result.count,
+    lossSum: result.lossSum,
+    correct: result.correct,
+    computeMs: now() - start,
+    gradient: result.gradient,
+    bnMoments: result.bn.moments,
+  };
+}
