@@ -195,9 +195,9 @@ export class ChorusServer {
       return reply(429, { error: 'too many wrong tokens from this address; try again later' });
     }
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    if (!coordinator.checkToken(token)) {
+    if (!coordinator.fleet.checkToken(token)) {
       this.authThrottle.failure(address);
-      coordinator.refused('bad-token', 'a control request with a wrong or missing token');
+      coordinator.fleet.refused('bad-token', 'a control request with a wrong or missing token');
       return reply(401, { error: 'wrong or missing token' });
     }
     this.authThrottle.success(address);
@@ -255,12 +255,12 @@ export class ChorusServer {
       if (refusedOnce) return;
       refusedOnce = true;
       // Before hello, a flood of refusals must not flood the event log: count them all, show few.
-      coordinator.refused(code, message, worker?.id, { quiet: !authenticated && !this.refusalLog.take() });
+      coordinator.fleet.refused(code, message, worker?.id, { quiet: !authenticated && !this.refusalLog.take() });
       conn.send({ type: 'error', v: PROTOCOL_VERSION, code, message: closeReason(message) });
       conn.close(CLOSE_FOR[code], message);
       // Out of the run now, not when the closing handshake ends: until then it would still be
       // 'ready' and could be handed a share it will never compute.
-      if (worker) coordinator.depart(worker, `refused (${code}): ${message}`);
+      if (worker) coordinator.fleet.depart(worker, `refused (${code}): ${message}`, conn);
     };
     const handle = (data: RawData, isBinary: boolean) => {
       const frame = toBytes(data);
@@ -277,19 +277,19 @@ export class ChorusServer {
         );
         if (!authenticated) {
           if (message.type !== 'hello') return refuse('malformed', `the first message must be hello, got '${message.type}'`);
-          if (!coordinator.checkToken(message.token)) {
+          if (!coordinator.fleet.checkToken(message.token)) {
             const heldMs = this.authThrottle.failure(remote);
             if (heldMs > 0) metrics.connectionsRefused.inc({ reason: 'auth-hold' });
             return refuse('bad-token', 'wrong join token');
           }
           this.authThrottle.success(remote);
           authenticate();
-          worker = coordinator.admit(conn, message);
+          worker = coordinator.fleet.admit(conn, message);
           return;
         }
         if (message.type === 'hello') return refuse('malformed', 'hello sent twice');
         if (!worker) return;
-        const refusal = coordinator.receive(worker, message);
+        const refusal = coordinator.fleet.receive(worker, message);
         if (refusal) refuse(refusal.code, refusal.message);
       } catch (error) {
         if (error instanceof ProtocolError) return refuse(error.code, error.message);
@@ -314,7 +314,7 @@ export class ChorusServer {
         // ws reports oversized frames here (it then closes with 1009).
         if (/max payload/i.test(error.message)) {
           if (!authenticated) metrics.connectionsRefused.inc({ reason: 'pre-auth-too-large' });
-          coordinator.refused('too-large', error.message, worker?.id, { quiet: !authenticated && !this.refusalLog.take() });
+          coordinator.fleet.refused('too-large', error.message, worker?.id, { quiet: !authenticated && !this.refusalLog.take() });
         }
         if (authenticated) log.warn('socket error', { remote, error: error.message, worker: worker?.id });
       } catch (inner) {
@@ -326,7 +326,7 @@ export class ChorusServer {
         clearTimeout(helloTimer);
         if (!authenticated) this.unauthenticated -= 1;
         this.countConnections();
-        if (worker) coordinator.depart(worker, `disconnected (${code}${reason.length ? `: ${reason.toString()}` : ''})`);
+        if (worker) coordinator.fleet.depart(worker, `disconnected (${code}${reason.length ? `: ${reason.toString()}` : ''})`, conn);
       } catch (error) {
         log.error('closing a worker connection failed', { error: (error as Error).message, worker: worker?.id });
       }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StepRecord } from '@chorus/protocol';
 
 export interface MetricsOptions {
   /** Also collect prom-client's default process metrics (CPU, memory, event loop) into this registry. */
@@ -41,6 +42,8 @@ export interface ChorusMetrics {
   setWorkerImagesPerSecond(worker: string, backend: string, imagesPerSecond: number): void;
   /** Removes a departed worker's series. */
   removeWorker(worker: string): void;
+  /** Sets the per-step gauges and counters from a finished step's record. */
+  recordStep(record: StepRecord): void;
 }
 
 /** Step durations from tens of milliseconds (tiny models, fast GPUs) to minutes (large models on CPUs). */
@@ -119,6 +122,15 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
       if (previous !== undefined && previous !== backend) workerImagesPerSecond.remove({ worker, backend: previous });
       workerBackends.set(worker, backend);
       workerImagesPerSecond.set({ worker, backend }, imagesPerSecond);
+    },
+    recordStep(record) {
+      metrics.step.set(record.step);
+      metrics.stepsTotal.inc();
+      metrics.trainLoss.set(record.loss);
+      metrics.trainAccuracy.set(record.accuracy);
+      metrics.learningRate.set(record.lr);
+      metrics.imagesPerSecond.set(record.imagesPerSecond);
+      metrics.stepSeconds.observe(record.seconds);
     },
     removeWorker(worker) {
       const backend = workerBackends.get(worker);

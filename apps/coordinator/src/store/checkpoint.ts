@@ -344,3 +344,18 @@ export class CheckpointStore {
     }
   }
 }
+
+/**
+ * The newest checkpoint of this run, or null when there is none; refuses one written by a run
+ * with a different configuration, since continuing it would silently train something else.
+ */
+export async function loadRunCheckpoint(store: CheckpointStore, fingerprint: Record<string, unknown>): Promise<CheckpointState | null> {
+  const state = await store.loadLatest();
+  if (!state) return null;
+  const expected = JSON.stringify(fingerprint);
+  const found = JSON.stringify(state.config);
+  if (expected !== found) {
+    throw new Error(`the checkpoint at step ${state.step} belongs to a different run configuration:\n  checkpoint: ${found}\n  this run:   ${expected}`);
+  }
+  return state;
+}
