@@ -1,8 +1,11 @@
+import { formatLogLine, type LogFields, type LogLevel } from '@chorus/protocol';
+
 /**
- * Structured logs: one line per event, `time level message key=value ...` (logfmt), easy to
- * read and to grep or parse. Errors go to stderr, the rest to stdout.
+ * Structured logs: one line per event in the format every Chorus process shares
+ * (`formatLogLine`, @chorus/protocol), so the coordinator's lines and its local workers' read as
+ * one log. Errors go to stderr, the rest to stdout.
  */
-export type LogFields = Record<string, string | number | boolean | null | undefined>;
+export type { LogFields } from '@chorus/protocol';
 
 export interface Logger {
   info(message: string, fields?: LogFields): void;
@@ -12,23 +15,14 @@ export interface Logger {
   debug?(message: string, fields?: LogFields): void;
 }
 
-function format(value: string | number | boolean | null | undefined): string {
-  const text = String(value);
-  return /^[\w.:/@+-]*$/.test(text) && text.length > 0 ? text : JSON.stringify(text);
-}
-
 export function createLogger(options: { quiet?: boolean; debug?: boolean; write?: (line: string, level: string) => void } = {}): Logger {
   const debug = options.debug ?? process.env.CHORUS_LOG === 'debug';
   const write =
     options.write ??
     ((line: string, level: string) => (level === 'error' ? process.stderr : process.stdout).write(line + '\n'));
-  const emit = (level: string) => (message: string, fields: LogFields = {}) => {
+  const emit = (level: LogLevel) => (message: string, fields: LogFields = {}) => {
     if ((options.quiet && level === 'info') || (level === 'debug' && !debug)) return;
-    const kv = Object.entries(fields)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${format(v)}`)
-      .join(' ');
-    write(`${new Date().toISOString()} ${level.padEnd(5)} ${message}${kv ? ' ' + kv : ''}`, level);
+    write(formatLogLine(level, message, fields), level);
   };
   return { info: emit('info'), warn: emit('warn'), error: emit('error'), debug: emit('debug') };
 }

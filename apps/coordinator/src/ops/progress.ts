@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { StepRecord } from '@chorus/protocol';
+import { formatLogLine, type StepRecord } from '@chorus/protocol';
 
 /** The run's progress on the coordinator's terminal, and a way for other lines to pass it. */
 export interface RunProgress {
@@ -31,11 +31,21 @@ export function progressFields(record: StepRecord, totalSteps: number, etaSecond
   };
 }
 
-/** One plain line for a log file or a pipe, where a redrawn bar would be noise. */
-export function progressLine(record: StepRecord, totalSteps: number, etaSeconds: number | null): string {
+/**
+ * One log line for a log file or a pipe, where a redrawn bar would be noise: structured like
+ * every other line (formatLogLine), so the progress can be grepped and parsed too.
+ */
+export function progressLine(record: StepRecord, totalSteps: number, etaSeconds: number | null, time?: Date): string {
   const f = progressFields(record, totalSteps, etaSeconds);
-  const percent = ((100 * record.step) / totalSteps).toFixed(1);
-  return `progress: step ${record.step}/${totalSteps} (${percent}%) loss ${f.loss} acc ${f.acc} ${f.ips} img/s workers ${f.workers} eta ${f.eta}`;
+  return formatLogLine('info', 'progress', {
+    step: `${record.step}/${totalSteps}`,
+    percent: ((100 * record.step) / totalSteps).toFixed(1),
+    loss: f.loss,
+    accuracy: Number(record.accuracy.toFixed(4)),
+    images_per_second: f.ips,
+    workers: Number(f.workers),
+    eta: f.eta,
+  }, time);
 }
 
 /**
