@@ -9,7 +9,7 @@ test('the main command starts a coordinator with a local worker, prints its URLs
   try {
     assert.equal(await proc.exit(), 0, proc.output);
     for (const label of ['token', 'dashboard', 'join \\(tab\\)', 'metrics', 'worker']) assert.match(proc.output, new RegExp(`^  ${label}:\\s+\\S+`, 'm'));
-    assert.match(proc.output, /backend chosen worker=local-1 backend=wasm /);
+    assert.match(proc.output, /backend chosen name=local-1 backend=wasm /);
     assert.match(proc.output, /event=join/);
     assert.match(proc.output, /test accuracy [\d.]+% at step 3 \(64 images\)/);
     assert.match(proc.output, /training finished at step 3/);

@@ -112,7 +112,7 @@ test('the coordinator\'s own --local-workers reach it over wss (they pin its cer
   try {
     c = await startCoordinator([...tinyRun(8, 3), ...tlsArgs(), '--local-workers', '1', '--worker-backend', 'wasm'], { ca });
     assert.equal(await exitWithin(c.proc, 150_000), 0, c.proc.output);
-    assert.match(c.proc.output, /joined as w\d+ worker=local-1 /);
+    assert.match(c.proc.output, /joined as w\d+ name=local-1 /);
     assert.match(c.proc.output, /training finished at step 3/);
   } finally {
     await stopAll(c);
@@ -186,8 +186,8 @@ test('--ca that cannot be read, and wrong --tls-cert/--tls-key, are refused at s
     assert.match(await run(coordinator('--tls-cert', key, '--tls-key', cert)), /^error: --tls-cert \S+ holds no PEM certificate/);
     assert.match(await run(coordinator('--tls-cert', cert, '--tls-key', join(dir, 'ca.key'))), /^error: --tls-key \S+ca\.key is not the private key of the certificate in --tls-cert/);
     const badCa = startWorker('wss://127.0.0.1:1/ws', 't', ['--ca', join(dir, 'missing-ca.pem')]);
-    // The worker logs as the coordinator does: `<time> error <message> worker=<name>`, one line.
-    const workerError = (out: string, message: string) => assert.ok(!out.includes('\n') && out.includes(` error ${message} worker=`), out);
+    // The worker logs as the coordinator does: `<time> error <message> name=<name>`, one line.
+    const workerError = (out: string, message: string) => assert.ok(!out.includes('\n') && out.includes(` error ${message} name=`), out);
     workerError(await run(badCa), `cannot read --ca ${join(dir, 'missing-ca.pem')}: no such file`);
     workerError(await run(startWorker('wss://127.0.0.1:1/ws', 't', ['--ca', key])), `--ca ${key} is not a PEM certificate`);
   } finally {

@@ -52,11 +52,11 @@ test('--backend webgpu passes the self-test on lavapipe and trains a tiny run ne
   const auto = new Proc([workerCli, c.url, '--token', c.token, '--name', 'auto']);
   try {
     assert.equal(await c.proc.exit(180_000), 0, c.proc.output);
-    assert.match(gpu.output, /backend chosen worker=\S+ backend=webgpu tf=webgpu device="[^"\n]*llvmpipe[^"\n]*\(software rendering\)"/);
+    assert.match(gpu.output, /backend chosen name=\S+ backend=webgpu tf=webgpu device="[^"\n]*llvmpipe[^"\n]*\(software rendering\)"/);
     // The default worker timed both on the run's model and printed what it measured.
     assert.match(auto.output, /backend chosen [^\n]* timedOn=tiny/);
-    assert.match(auto.output, /backend chosen worker=\S+ backend=wasm tf=wasm device="[^"\n]*" imagesPerSecond=[\d.]+ /);
-    assert.match(auto.output, /backend passed over worker=\S+ backend=webgpu imagesPerSecond=[\d.]+ device="[^"\n]*llvmpipe[^"\n]*" reason="software rendering, never preferred over wasm/);
+    assert.match(auto.output, /backend chosen name=\S+ backend=wasm tf=wasm device="[^"\n]*" imagesPerSecond=[\d.]+ /);
+    assert.match(auto.output, /backend passed over name=\S+ backend=webgpu imagesPerSecond=[\d.]+ device="[^"\n]*llvmpipe[^"\n]*" reason="software rendering, never preferred over wasm/);
     const history = c.proc.output;
     assert.match(history, /joined \(node, webgpu, [^)]*llvmpipe/);
     assert.match(history, /joined \(node, wasm, /);
@@ -65,9 +65,9 @@ test('--backend webgpu passes the self-test on lavapipe and trains a tiny run ne
   }
   // Both trained until the run ended: the only error either saw is the coordinator's shutdown.
   for (const w of [gpu, auto]) {
-    assert.match(w.output, /joined as w\d+ worker=\S+ preset=tiny /);
+    assert.match(w.output, /joined as w\d+ name=\S+ preset=tiny /);
     assert.match(w.output, /shards done/);
-    const errors = (w.output.match(/^\S+ error .*$/gm) ?? []).map((line) => line.replace(/^\S+ error /, '').replace(/ worker=\S+$/, ''));
+    const errors = (w.output.match(/^\S+ error .*$/gm) ?? []).map((line) => line.replace(/^\S+ error /, '').replace(/ name=\S+$/, ''));
     assert.deepEqual(errors, ['the coordinator refused this worker: coordinator shutting down']);
   }
 });

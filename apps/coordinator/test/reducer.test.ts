@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
-import { StepReducer, type ShardResult } from '../src/run/reducer.js';
+import { StepReducer, type ReducibleShard } from '../src/run/reducer.js';
 
 const layout = weightLayout(buildGraph(PRESETS.tiny));
 const P = layout.paramCount;
 
-function shard(count: number, fill: number): ShardResult {
+function shard(count: number, fill: number): ReducibleShard {
   const bnMoments = new Float32Array(layout.bnStatCount);
   bnMoments.fill(fill, 0, layout.bnStatCount / 2);
   bnMoments.fill(1, layout.bnStatCount / 2);

@@ -37,7 +37,7 @@ const program = new Command()
  */
 function workerLog(name: string): WorkerLog {
   return (level, message, fields = {}) => {
-    const line = formatLogLine(level, message, { worker: name, ...fields });
+    const line = formatLogLine(level, message, { name, ...fields });
     (level === 'error' ? process.stderr : process.stdout).write(`${line}\n`);
   };
 }

@@ -7,7 +7,7 @@ await tf.setBackend('cpu');
 
 function counts(spec: ResNetV2Spec): { total: number; trainable: number } {
   const model = createResNetV2(spec);
-  const trainable = model.trainableWeights.reduce((a, w) => a + w.shape.reduce((x: number, y: number) => x * y, 1), 0);
+  const trainable = model.trainableWeights.reduce((a, w) => a + w.shape.reduce<number>((x, y) => x * (y ?? 1), 1), 0);
   const total = model.countParams();
   model.dispose();
   return { total, trainable };

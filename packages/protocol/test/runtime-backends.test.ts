@@ -27,6 +27,6 @@ test('hello: runtime.backends is bounded and checked', { timeout: 5000 }, () => 
     ['a speed that is text', [{ ...entry, imagesPerSecond: '5' }]],
     ['not an array', { wasm: 5 }],
   ] as const) {
-    assert.throws(() => validateMessage(withBackends(backends)), undefined, what);
+    assert.throws(() => validateMessage(withBackends(backends)), Error, what);
   }
 });

@@ -11,7 +11,7 @@ import { loadRunCheckpoint, type CheckpointStore } from '../store/checkpoint.js'
 import type { EvalShardResult } from './eval-tally.js';
 import { Fleet } from './fleet.js';
 import type { Membership, WorkerRecord } from './membership.js';
-import type { StepReducer, ShardResult } from './reducer.js';
+import type { ReducibleShard, StepReducer } from './reducer.js';
 import { configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
 import { evaluationRound, trainingRound, type SharedPort } from './rounds.js';
 import type { ShardRound } from './shard-round.js';
@@ -34,7 +34,7 @@ export interface CoordinatorDeps {
 /** The training step in flight: its round, and what the step's report needs. */
 interface TrainingStep {
   step: number;
-  round: ShardRound<ShardResult>;
+  round: ShardRound<ReducibleShard>;
   reducer: StepReducer;
   arrivals: Arrival[];
 }

@@ -6,7 +6,7 @@ import type { RunLog } from '../ops/run-log.js';
 import { shareShortage } from '../ops/status.js';
 import type { EvalShardResult } from './eval-tally.js';
 import { Membership, type WorkerRecord } from './membership.js';
-import type { ShardResult } from './reducer.js';
+import type { ReducibleShard } from './reducer.js';
 import type { ShardRound } from './shard-round.js';
 import type { Arrival } from './step-record.js';
 
@@ -21,7 +21,7 @@ export interface FleetHost {
   now(): number;
   /** Sends a new worker the run and the current weights. */
   welcome(conn: Connection, worker: WorkerRecord): void;
-  training(): { step: number; round: ShardRound<ShardResult>; arrivals: Arrival[] } | null;
+  training(): { step: number; round: ShardRound<ReducibleShard>; arrivals: Arrival[] } | null;
   evaluation(): ShardRound<EvalShardResult> | null;
   /** Membership changed: the loop may be waiting for workers. */
   changed(): void;

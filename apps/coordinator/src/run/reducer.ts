@@ -1,14 +1,9 @@
 import { poolMoments, type BnMoments } from '@chorus/train';
 import type { WeightLayout } from '@chorus/model';
+import type { ShardResult } from '@chorus/protocol';
 
-/** What a worker returns for one shard. */
-export interface ShardResult {
-  count: number;
-  lossSum: number;
-  correct: number;
-  gradient: Float32Array;
-  bnMoments: Float32Array;
-}
+/** The part of a worker's shard result that the reduction uses (the compute time is telemetry). */
+export type ReducibleShard = Omit<ShardResult, 'computeMs'>;
 
 export interface StepTotals {
   count: number;
@@ -33,7 +28,7 @@ export interface StepTotals {
 export class StepReducer {
   private readonly layout: WeightLayout;
   /** Expected ranges, keyed by start position. */
-  private readonly ranges = new Map<number, { end: number; result: ShardResult | null }>();
+  private readonly ranges = new Map<number, { end: number; result: ReducibleShard | null }>();
   private readonly sum: Float32Array;
   private summedUpTo: number;
   private readonly batchStart: number;
@@ -77,7 +72,7 @@ export class StepReducer {
    * Accepts the result for the range starting at `start`. Returns false (and changes
    * nothing) for a range that is unknown, withdrawn, or already answered.
    */
-  accept(start: number, end: number, result: ShardResult): boolean {
+  accept(start: number, end: number, result: ReducibleShard): boolean {
     const range = this.ranges.get(start);
     if (!range || range.end !== end || range.result) return false;
     if (result.count !== end - start) throw new Error(`shard [${start}, ${end}) reported ${result.count} examples`);

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION } from '@chorus/protocol';
 import type { StepBatch } from '@chorus/train';
 import { EvalTally, type EvalShardResult } from './eval-tally.js';
 import { evaluationPlanner, trainingPlanner } from './planners.js';
-import { StepReducer, type ShardResult } from './reducer.js';
+import { StepReducer, type ReducibleShard } from './reducer.js';
 import { ShardRound, type RoundPort } from './shard-round.js';
 
 /** The round port without `send`: what differs between the two kinds of round is what a shard carries. */
@@ -19,10 +19,10 @@ export function trainingRound(input: {
   layout: WeightLayout;
   data: Cifar10;
   port: SharedPort;
-}): { round: ShardRound<ShardResult>; reducer: StepReducer } {
+}): { round: ShardRound<ReducibleShard>; reducer: StepReducer } {
   const { step, batch } = input;
   const reducer = new StepReducer(input.layout, input.batchSize);
-  const round = new ShardRound<ShardResult>({
+  const round = new ShardRound<ReducibleShard>({
     label: `step ${step}`,
     replyName: 'gradient',
     size: input.batchSize,
