@@ -11,10 +11,8 @@ import { decodeCheckpoint, routes } from '@chorus/coordinator';
 import { gatherExamples } from '@chorus/data';
 import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS, buildGraph, initialParams, weightLayout } from '@chorus/model';
-import { Replica } from '@chorus/train';
-import { shardImages } from '@chorus/worker';
 import { launchChromium, skipBrowserTests, type Chromium } from './browser-support.js';
-import { cifarDir, startCoordinator, startWorker, waitFor, type CoordinatorProc } from './support.js';
+import { cifarDir, referenceShardGradient, startCoordinator, startWorker, waitFor, type CoordinatorProc } from './support.js';
 
 /**
  * The browser worker end to end: Debian's headless Chromium opens the coordinator's /join
@@ -130,15 +128,7 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
       (request) => (window as unknown as { chorus: { computeGradient(r: unknown): Promise<{ count: number; lossSum: number; correct: number; gradient: number[]; bnMoments: number[]; tensorsBefore: number; tensorsAfter: number }> } }).chorus.computeGradient(request),
       { ...shard, params: Array.from(params), pixels: Array.from(pixels), labels: Array.from(labels), indices: Array.from(indices) },
     );
-    const local = async () => {
-      const replica = new Replica(spec, { microBatch: shard.microBatch, bnGroup: shard.bnGroup });
-      replica.setParams(params);
-      try {
-        return await replica.computeGradients(shardImages(pixels, indices, shard.augmentSeed), labels);
-      } finally {
-        replica.dispose();
-      }
-    };
+    const local = () => referenceShardGradient(spec, params, { ...shard, pixels, labels, indices });
     const ref = await local();
     // Calibration: the same computation on tfjs' plain JavaScript backend, also against WASM.
     await tf.setBackend('cpu');

@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { get as httpsGet } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ResNetV2Spec } from '@chorus/model';
+import { Replica } from '@chorus/train';
+import { shardImages } from '@chorus/worker';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const cifarDir = process.env.CHORUS_CIFAR_DIR ?? resolve(repoRoot, '../shared/datasets/cifar-10-batches-bin');
@@ -164,7 +167,7 @@ export function startWorker(url: string, token: string, extra: string[] = []): P
  * shard lost, counted twice, weighted wrongly or normalised with the wrong group moves the
  * weights by 1e-3 or more.
  */
-export function relativeMaxDiff(a: Float32Array, b: Float32Array): number {
+export function relativeMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`${a.length} weights vs ${b.length}`);
   let diff = 0;
   let scale = 0;
@@ -176,3 +179,22 @@ export function relativeMaxDiff(a: Float32Array, b: Float32Array): number {
 }
 
 export const EQUIVALENCE_TOLERANCE = 1e-5;
+
+/**
+ * The gradient of one shard computed here, on whatever tfjs backend is active, exactly as a
+ * worker computes it (augmentation, micro-batches, BatchNorm groups): the reference that the
+ * cross-backend agreement tests compare a tab or a GPU backend against.
+ */
+export async function referenceShardGradient(
+  spec: ResNetV2Spec,
+  params: Float32Array,
+  shard: { bnGroup: number; microBatch: number; augmentSeed: number; pixels: Uint8Array; labels: Uint8Array; indices: Int32Array },
+) {
+  const replica = new Replica(spec, { microBatch: shard.microBatch, bnGroup: shard.bnGroup });
+  replica.setParams(params);
+  try {
+    return await replica.computeGradients(shardImages(shard.pixels, shard.indices, shard.augmentSeed), shard.labels);
+  } finally {
+    replica.dispose();
+  }
+}

@@ -8,9 +8,7 @@ import { selectNodeBackend } from '@chorus/backend/node';
 import { gatherExamples } from '@chorus/data';
 import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS, buildGraph, initialParams, weightLayout } from '@chorus/model';
-import { Replica } from '@chorus/train';
-import { shardImages } from '@chorus/worker';
-import { Proc, cifarDir, startCoordinator, startWorker, waitFor, workerCli } from './support.js';
+import { Proc, cifarDir, referenceShardGradient, relativeMaxDiff, startCoordinator, startWorker, waitFor, workerCli } from './support.js';
 
 /**
  * The Node worker's WebGPU path (Dawn through the `webgpu` package) on Mesa's software Vulkan
@@ -111,15 +109,7 @@ test('the same shard gives the same gradient on WebGPU (lavapipe) as on WASM', {
   const indices = Int32Array.from({ length: 16 }, (_, i) => 97 * i + 5);
   const { pixels, labels } = gatherExamples(data.train, indices);
   const params = initialParams(layout, 7);
-  const compute = async () => {
-    const replica = new Replica(spec, { microBatch: shard.microBatch, bnGroup: shard.bnGroup });
-    replica.setParams(params);
-    try {
-      return await replica.computeGradients(shardImages(pixels, indices, shard.augmentSeed), labels);
-    } finally {
-      replica.dispose();
-    }
-  };
+  const compute = () => referenceShardGradient(spec, params, { ...shard, pixels, labels, indices });
   const gpuChoice = await selectNodeBackend({ force: 'webgpu' });
   assert.equal(tf.getBackend(), 'webgpu');
   assert.ok(gpuChoice.candidates[0].software, gpuChoice.device);
@@ -127,15 +117,7 @@ test('the same shard gives the same gradient on WebGPU (lavapipe) as on WASM', {
   await selectNodeBackend({ force: 'wasm' });
   const ref = await compute();
 
-  const relMax = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < b.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i] - b[i]));
-      scale = Math.max(scale, Math.abs(b[i]));
-    }
-    return diff / scale;
-  };
+  const relMax = relativeMaxDiff;
   // As in test/browser.test.ts: per tensor on its own scale, but at least 1e-3 of the largest
   // gradient (the conv biases in front of a BatchNorm have an exactly zero true gradient).
   const overallScale = ref.gradient.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
