@@ -166,7 +166,7 @@ function renderWorkers(): void {
         el('td', { text: w.kind }),
         backend,
         device,
-        el('td', { text: w.state === 'left' ? NONE : share(w.lastShard, s.batch), className: 'num' }),
+        el('td', { text: w.state === 'left' || w.state === 'idle' ? NONE : share(w.lastShard, s.batch), className: 'num' }),
         el('td', { text: rate(w.imagesPerSecond), className: 'num' }),
         el('td', { text: millis(w.lastLatencyMs), className: 'num' }),
         el('td', { text: bytes(w.bytesIn), className: 'num' }),
