@@ -37,8 +37,9 @@ await tf.setBackend('cpu');
 Replica.prototype.computeGradients = async function (_images: Float32Array, labels: Uint8Array): Promise<ShardGradient> {
   const count = labels.length;
   await new Promise((resolve) => setTimeout(resolve, count * msPerExample));
-  // The same values every time: what matters is their size and distribution on the wire.
-  return { count, gradient: captured.gradient, lossSum: captured.lossPerExample * count, correct: 0, bn: { count, moments: captured.bnMoments } };
+  // The same values every time (what matters is their size and distribution on the wire), in
+  // a fresh array as a real replica returns: a codec with error feedback may work in place.
+  return { count, gradient: captured.gradient.slice(), lossSum: captured.lossPerExample * count, correct: 0, bn: { count, moments: captured.bnMoments } };
 };
 Replica.prototype.evaluate = async function (_images: Float32Array, labels: Uint8Array): Promise<EvalResult> {
   return { count: labels.length, lossSum: captured.lossPerExample * labels.length, correct: 0 };
