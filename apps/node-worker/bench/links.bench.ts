@@ -329,9 +329,11 @@ if (bad.length) throw new Error(`unknown codec ${bad.join(', ')}; use fp32, fp16
 
 // A coordinator without --codec can only measure fp32: say so rather than fail.
 const help = execFileSync(process.execPath, [resolve(root, 'apps/coordinator/dist/cli.js'), '--help'], { encoding: 'utf8' });
-const codecFlag = help.includes('--codec');
-const runnable = codecs.filter((c) => codecFlag || c === 'fp32');
-for (const c of codecs) if (!runnable.includes(c)) console.log(`links bench: codec ${c} skipped: this coordinator has no --codec option yet`);
+// The option's help line names the codecs this build knows.
+const codecLine = help.split('\n').find((l) => l.trimStart().startsWith('--codec')) ?? '';
+const codecFlag = codecLine !== '';
+const runnable = codecs.filter((c) => c === 'fp32' || new RegExp(`\\b${c}\\b`).test(codecLine));
+for (const c of codecs) if (!runnable.includes(c)) console.log(`links bench: codec ${c} skipped: this coordinator's --codec does not offer it (${codecLine.trim() || 'no --codec option'})`);
 
 console.log(`links bench: capturing one real resnet20v2 gradient on WASM (once, cached in ${gradientFile})`);
 await ensureCapturedGradient(gradientFile, cifarDir, { bnGroup: BN_GROUP, count: BATCH / 8 });
