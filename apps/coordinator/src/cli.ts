@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { CODEC_NAMES, type CodecName } from '@chorus/protocol';
 import * as tf from '@tensorflow/tfjs';
 import { ensureCifar10, loadCifar10 } from '@chorus/data/node';
 import { addTrainingOptions, intOption as int, trainingConfigFromCli, type TrainingCliOptions } from '@chorus/train/node';
@@ -27,6 +28,11 @@ const program = addTrainingOptions(
     .option('--host <host>', 'address to listen on (0.0.0.0 to accept workers from other machines)', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', int('--port', 0), 8080),
 )
+  .addOption(
+    new Option('--codec <name>', 'gradients up and weight updates down: fp32 (exact), fp16 (half the bytes, for slow links), int8 (a quarter, for Wi-Fi and the internet)')
+      .choices([...CODEC_NAMES])
+      .default('fp32'),
+  )
   .option('--min-workers <n>', 'workers to wait for before the first step', int('--min-workers', 1), 1)
   .option('--checkpoint-dir <dir>', 'where checkpoints are written (none when omitted)')
   .option('--checkpoint-every <n>', 'checkpoint every N steps', int('--checkpoint-every', 1), 100)
@@ -47,6 +53,7 @@ const program = addTrainingOptions(
   .showHelpAfterError();
 
 interface CliOptions extends TrainingCliOptions {
+  codec: CodecName;
   host: string;
   port: number;
   minWorkers: number;
@@ -96,7 +103,8 @@ async function main(): Promise<void> {
   if (tls && tls.validTo.getTime() < Date.now()) log.warn('the --tls-cert certificate has expired: browsers and workers will refuse it', { validTo: tls.validTo.toISOString() });
   const dir = await ensureCifar10({ data: opts.data, progress: true });
   const data = await loadCifar10(dir);
-  const config: RunConfig = { preset: opts.preset, ...trainingConfigFromCli(opts, data.train.count) };
+  // fp32 stays out of the config, so its fingerprint (and every older checkpoint) is unchanged.
+  const config: RunConfig = { preset: opts.preset, ...trainingConfigFromCli(opts, data.train.count), ...(opts.codec === 'fp32' ? {} : { codec: opts.codec }) };
   const { spec, steps } = config;
   const token = opts.token ?? randomBytes(12).toString('base64url');
   const metrics = createMetrics({ defaultMetrics: true });
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
   const urls = advertisedUrls({ host: opts.host, port, token, tls });
   console.log(
     [
-      `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}`,
+      `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}${opts.codec === 'fp32' ? '' : `, codec ${opts.codec}`}`,
       `  data:       ${dir}`,
       `  token:      ${token}`,
       `  dashboard:  ${urls.dashboard}`,

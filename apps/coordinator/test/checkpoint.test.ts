@@ -240,3 +240,42 @@ test('save creates the directory and rejects malformed states', async () => {
   assert.equal((await store.loadLatest())?.step, 2);
   assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
 });
+
+test('public weights (compressed codecs) round-trip bit-exactly in a version 2 file; without them the file stays version 1', async () => {
+  const dir = await tempDir();
+  const store = new CheckpointStore(dir);
+  const plain = state(3, 'sgd');
+  const plainPath = await store.save(plain);
+  assert.equal((await readFile(plainPath)).readUInt32LE(8), 1);
+  assert.ok(!('publicParams' in (await store.loadLatest())!));
+
+  const withPublic = { ...state(4, 'adam'), publicParams: randomArray(50, 9) };
+  const path = await store.save(withPublic);
+  const bytes = await readFile(path);
+  assert.equal(bytes.readUInt32LE(8), 2);
+  const loaded = await store.loadLatest();
+  assertSameState(loaded, withPublic);
+  assert.deepEqual(bits(loaded!.publicParams!), bits(withPublic.publicParams));
+  assert.equal(loaded!.optimizer.slots.length, withPublic.optimizer.slots.length);
+});
+
+test('a version that does not match what the header holds, or an unknown version, is refused', async () => {
+  const dir = await tempDir();
+  const store = new CheckpointStore(dir);
+  const path = await store.save({ ...state(4, 'sgd'), publicParams: randomArray(50, 9) });
+  const bytes = Buffer.from(await readFile(path));
+  const rehash = async (b: Buffer) => {
+    const { createHash } = await import('node:crypto');
+    createHash('sha256').update(b.subarray(0, b.length - 32)).digest().copy(b, b.length - 32);
+    return b;
+  };
+  const asV1 = Buffer.from(bytes);
+  asV1.writeUInt32LE(1, 8);
+  const v1 = await rehash(asV1);
+  assert.throws(() => decodeCheckpoint(v1), CheckpointFormatError);
+  assert.throws(() => decodeCheckpoint(v1), /format version 1 has no room for public weights/);
+  const asV3 = Buffer.from(bytes);
+  asV3.writeUInt32LE(3, 8);
+  const v3 = await rehash(asV3);
+  assert.throws(() => decodeCheckpoint(v3), /unsupported checkpoint format version 3 \(this build reads 1 and 2\)/);
+});

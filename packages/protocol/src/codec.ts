@@ -64,9 +64,9 @@ export function planFrame(msg: Message): FramePlan {
     }
     if (dtype === null) {
       const kind = (value as object).constructor?.name ?? 'view';
-      throw new ProtocolError('internal', `cannot encode ${msg.type}.${name}: a ${kind} is not a Float32Array, Int32Array or Uint8Array`);
+      throw new ProtocolError('internal', `cannot encode ${msg.type}.${name}: a ${kind} is not a Float32Array, Int32Array, Uint16Array, Uint8Array or Int8Array`);
     }
-    if (dtype !== 'u8' && !HOST_IS_LITTLE_ENDIAN) throw bigEndianHost();
+    if (dtypeBytes(dtype) > 1 && !HOST_IS_LITTLE_ENDIAN) throw bigEndianHost();
     tails.push(value as TailArray);
     descriptors.push([name, dtype, (value as TailArray).length]);
   }
@@ -129,7 +129,7 @@ export function decodeFrame(frame: Uint8Array): Record<string, unknown> {
 
   let offset = checkPadding(frame, headerEnd);
   // A view needs its absolute byte offset aligned; tail offsets are multiples of 4 from the
-  // frame start, so the frame's own offset decides. u8 tails never need alignment.
+  // frame start, so the frame's own offset decides. One-byte tails (u8, i8) never need alignment.
   const aligned = frame.byteOffset % 4 === 0;
   for (let i = 0; i < tails.length; i++) {
     const [name, dtype, count] = readDescriptor(tails[i], i, message);
@@ -178,7 +178,7 @@ function readDescriptor(descriptor: unknown, index: number, message: Record<stri
     throw malformed(`tail descriptor ${index} has no usable name (a string of 1..${MAX_TAIL_NAME_LENGTH} characters)`);
   }
   if (Object.hasOwn(message, name)) throw malformed(`tail ${quote(name)} repeats a field or an earlier tail`);
-  if (!isDtype(dtype)) throw malformed(`tail ${quote(name)} has unknown dtype ${quote(dtype)} (expected f32, i32 or u8)`);
+  if (!isDtype(dtype)) throw malformed(`tail ${quote(name)} has unknown dtype ${quote(dtype)} (expected f32, i32, u16, u8 or i8)`);
   if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
     throw malformed(`tail ${quote(name)} has element count ${quote(count)}, not a non-negative integer`);
   }

@@ -3,9 +3,10 @@
  * part of the frame format, not JavaScript class names, so a decoder in another language can
  * read them without knowing JS.
  */
-export type Dtype = 'f32' | 'i32' | 'u8';
+export type Dtype = 'f32' | 'i32' | 'u16' | 'u8' | 'i8';
 
-export type TailArray = Float32Array | Int32Array | Uint8Array;
+/** u16 carries fp16 bit patterns, i8 int8 quanta (the compressed codecs, gradient-codec.ts). */
+export type TailArray = Float32Array | Int32Array | Uint16Array | Uint8Array | Int8Array;
 
 interface DtypeInfo {
   readonly bytes: number;
@@ -15,7 +16,9 @@ interface DtypeInfo {
 const DTYPES: Readonly<Record<Dtype, DtypeInfo>> = {
   f32: { bytes: 4, create: (b, o, n) => new Float32Array(b, o, n) },
   i32: { bytes: 4, create: (b, o, n) => new Int32Array(b, o, n) },
+  u16: { bytes: 2, create: (b, o, n) => new Uint16Array(b, o, n) },
   u8: { bytes: 1, create: (b, o, n) => new Uint8Array(b, o, n) },
+  i8: { bytes: 1, create: (b, o, n) => new Int8Array(b, o, n) },
 };
 
 export function isDtype(name: unknown): name is Dtype {
@@ -39,7 +42,9 @@ export function createTail(dtype: Dtype, buffer: ArrayBufferLike, byteOffset: nu
 export function dtypeOf(value: unknown): Dtype | null | undefined {
   if (value instanceof Float32Array) return 'f32';
   if (value instanceof Int32Array) return 'i32';
+  if (value instanceof Uint16Array) return 'u16';
   if (value instanceof Uint8Array) return 'u8';
+  if (value instanceof Int8Array) return 'i8';
   if (ArrayBuffer.isView(value)) return null;
   return undefined;
 }

@@ -1,46 +1,173 @@
 import { ProtocolError } from './errors.js';
+import { decodeFloat16, encodeFloat16, firstNonFiniteHalf } from './float16.js';
+import { firstNonFinite } from './finite.js';
+
+/** The codecs a run may name (`--codec`, welcome.run.codec). */
+export const CODEC_NAMES = ['fp32', 'fp16', 'int8'] as const;
+export type CodecName = (typeof CODEC_NAMES)[number];
+
+/** The values a codec puts on the wire: raw floats, half bit patterns, or int8 quanta. */
+export type CodecValues = Float32Array | Uint16Array | Int8Array;
 
 /**
- * How a gradient is packed for the wire. The run names one codec (run.codec) and every worker
- * and the coordinator use it, so compressed codecs (fp16, int8) can be added by name without
- * another message type. `decode` gets the element count because a compressed payload's
- * length alone does not say it.
+ * One encoded vector as it travels: `values` (a tail of the codec's dtype) and, for int8 only,
+ * one float32 `scales` entry per block of INT8_BLOCK values.
+ */
+export interface EncodedVector {
+  values: CodecValues;
+  scales?: Float32Array;
+}
+
+/**
+ * How a vector of float32s (a shard's gradient sum up, a weights delta down) is packed for the
+ * wire. The run names one codec and every peer uses it. `decode` validates what it reads (a
+ * payload off the wire may be hostile) and gets the element count because a payload alone
+ * does not prove it. Decoding is a pure function of the payload, so a coordinator that
+ * decodes what it encoded holds bit for bit what every worker decodes.
  */
 export interface GradientCodec {
-  readonly name: 'fp32' | (string & {});
-  encode(gradient: Float32Array): Float32Array | Uint8Array;
-  decode(payload: Float32Array | Uint8Array, length: number): Float32Array;
+  readonly name: CodecName;
+  /** Bytes on the wire for `length` values (tails padded to 4, as frames carry them). */
+  wireBytes(length: number): number;
+  encode(values: Float32Array): EncodedVector;
+  decode(payload: EncodedVector, length: number): Float32Array;
+}
+
+/** Values per int8 scale: small enough that one outlier coarsens few values, large enough that scales cost 1.6%. */
+export const INT8_BLOCK = 256;
+/** int8 quanta are symmetric, -127..127: -128 never appears, so the bound is the same both ways. */
+export const INT8_MAX = 127;
+
+const pad4 = (bytes: number) => (bytes + 3) & ~3;
+
+function badPayload(codec: CodecName, message: string): ProtocolError {
+  return new ProtocolError('bad-gradient', `${codec} payload: ${message}`);
+}
+
+function expectValues<T extends CodecValues>(codec: CodecName, payload: EncodedVector, ctor: abstract new (...args: never[]) => T, dtype: string, length: number): T {
+  const { values } = payload;
+  if (!(values instanceof ctor)) throw badPayload(codec, `values must be ${dtype}, got ${values?.constructor?.name ?? typeof values}`);
+  if (values.length !== length) throw badPayload(codec, `${values.length} elements; expected ${length}`);
+  return values as T;
+}
+
+function expectNoScales(codec: CodecName, payload: EncodedVector): void {
+  if (payload.scales !== undefined) throw badPayload(codec, 'carries scales, which only int8 has');
 }
 
 /** Raw float32: encode and decode hand back the same array, so a gradient is never copied. */
 export const fp32Codec: GradientCodec = {
   name: 'fp32',
-  encode(gradient) {
-    return gradient;
+  wireBytes: (length) => 4 * length,
+  encode(values) {
+    return { values };
   },
   decode(payload, length) {
-    const floats = payload instanceof Float32Array ? payload : asFloat32(payload);
-    if (floats.length !== length) {
-      throw new ProtocolError('bad-gradient', `fp32 gradient has ${floats.length} elements; expected ${length}`);
-    }
-    return floats;
+    const values = expectValues('fp32', payload, Float32Array, 'f32', length);
+    expectNoScales('fp32', payload);
+    const i = firstNonFinite(values);
+    if (i >= 0) throw badPayload('fp32', `element ${i} is ${values[i]}`);
+    return values;
   },
 };
 
-/** Raw bytes from a codec-agnostic transport: a view when aligned, a copy only when not. */
-function asFloat32(bytes: Uint8Array): Float32Array {
-  if (bytes.byteLength % 4 !== 0) {
-    throw new ProtocolError('bad-gradient', `fp32 gradient is ${bytes.byteLength} bytes, not a whole number of floats`);
-  }
-  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  // Uint8Array.prototype.slice, not Buffer#slice, which would return another unaligned view.
-  return new Float32Array(Uint8Array.prototype.slice.call(bytes).buffer);
+/** IEEE half precision, rounded to nearest even; values beyond +-65504 clamp to it. */
+export const fp16Codec: GradientCodec = {
+  name: 'fp16',
+  wireBytes: (length) => pad4(2 * length),
+  encode(values) {
+    return { values: encodeFloat16(values) };
+  },
+  decode(payload, length) {
+    const bits = expectValues('fp16', payload, Uint16Array, 'u16', length);
+    expectNoScales('fp16', payload);
+    const i = firstNonFiniteHalf(bits);
+    if (i >= 0) throw badPayload('fp16', `element ${i} is ${bits[i] & 0x3ff ? 'NaN' : 'infinite'}`);
+    return decodeFloat16(bits);
+  },
+};
+
+/** How many int8 scales a vector of `length` values has. */
+export function int8BlockCount(length: number): number {
+  return Math.ceil(length / INT8_BLOCK);
 }
 
-// fp16 and int8 join here: one entry each, and run.codec's type in messages.ts widens to match.
-const CODECS: ReadonlyMap<string, GradientCodec> = new Map([[fp32Codec.name, fp32Codec]]);
+/**
+ * Why an int8 scale cannot be used, or null. The decoded values are q x scale with |q| <= 127,
+ * so a finite, non-negative scale whose 127-fold is a finite float32 keeps every value finite.
+ */
+export function int8ScaleProblem(scale: number): string | null {
+  if (!Number.isFinite(scale)) return `is ${scale}`;
+  if (scale < 0) return `is negative (${scale})`;
+  if (!Number.isFinite(Math.fround(scale * INT8_MAX))) return `is ${scale}, whose values would overflow float32`;
+  return null;
+}
 
-export const GRADIENT_CODEC_NAMES: readonly string[] = [...CODECS.keys()];
+/**
+ * Symmetric int8 per block of INT8_BLOCK values: scale = max|x| / 127 (as float32), q =
+ * round(x / scale), value = float32(q x scale). The error is at most scale / 2 = max|x| / 254
+ * per block.
+ */
+export const int8Codec: GradientCodec = {
+  name: 'int8',
+  wireBytes: (length) => pad4(length) + 4 * int8BlockCount(length),
+  encode(values) {
+    const n = values.length;
+    const q = new Int8Array(n);
+    const scales = new Float32Array(int8BlockCount(n));
+    for (let b = 0; b < scales.length; b++) {
+      const start = b * INT8_BLOCK;
+      const end = Math.min(n, start + INT8_BLOCK);
+      let max = 0;
+      for (let i = start; i < end; i++) {
+        const a = Math.abs(values[i]);
+        // NaN > max is false, so a NaN is carried by its own test: the scale becomes NaN and
+        // the receiver refuses the gradient, as it would refuse the fp32 one.
+        if (a > max || a !== a) max = a !== a ? NaN : a;
+        if (max !== max) break;
+      }
+      let scale = Math.fround(max / INT8_MAX);
+      // Near the float32 maximum, rounding the scale up would make 127 x scale overflow: one
+      // step down keeps every decoded value finite (the clamp below absorbs the difference).
+      if (Number.isFinite(scale) && !Number.isFinite(Math.fround(scale * INT8_MAX))) scale = Math.fround(scale * (1 - 2 ** -23));
+      scales[b] = scale;
+      // A zero block, or one so small its scale underflows: all zeros (error feedback keeps it).
+      if (!(scale > 0) || !Number.isFinite(scale)) continue;
+      for (let i = start; i < end; i++) {
+        const r = Math.round(values[i] / scale);
+        q[i] = r > INT8_MAX ? INT8_MAX : r < -INT8_MAX ? -INT8_MAX : r;
+      }
+    }
+    return { values: q, scales };
+  },
+  decode(payload, length) {
+    const q = expectValues('int8', payload, Int8Array, 'i8', length);
+    const { scales } = payload;
+    const blocks = int8BlockCount(length);
+    if (!(scales instanceof Float32Array)) throw badPayload('int8', 'has no f32 scales');
+    if (scales.length !== blocks) throw badPayload('int8', `${scales.length} scales for ${length} values; expected ${blocks} (one per ${INT8_BLOCK})`);
+    const out = new Float32Array(length);
+    for (let b = 0; b < blocks; b++) {
+      const scale = scales[b];
+      const problem = int8ScaleProblem(scale);
+      if (problem) throw badPayload('int8', `scale ${b} ${problem}`);
+      const end = Math.min(length, (b + 1) * INT8_BLOCK);
+      for (let i = b * INT8_BLOCK; i < end; i++) {
+        if (q[i] < -INT8_MAX) throw badPayload('int8', `element ${i} is ${q[i]}; quanta are -127..127`);
+        out[i] = q[i] * scale;
+      }
+    }
+    return out;
+  },
+};
+
+const CODECS: ReadonlyMap<string, GradientCodec> = new Map([fp32Codec, fp16Codec, int8Codec].map((c) => [c.name, c]));
+
+export const GRADIENT_CODEC_NAMES: readonly CodecName[] = CODEC_NAMES;
+
+export function isCodecName(name: unknown): name is CodecName {
+  return typeof name === 'string' && CODECS.has(name);
+}
 
 /** The codec a run names. Unknown names throw rather than fall back: mixed codecs corrupt sums. */
 export function getGradientCodec(name: string): GradientCodec {
@@ -49,4 +176,12 @@ export function getGradientCodec(name: string): GradientCodec {
     throw new ProtocolError('malformed', `unknown gradient codec ${JSON.stringify(name)}; this build knows ${GRADIENT_CODEC_NAMES.join(', ')}`);
   }
   return codec;
+}
+
+/** The codec whose wire dtype `values` has, so a receiver can say which codec a peer used. */
+export function codecOfValues(values: unknown): CodecName | null {
+  if (values instanceof Float32Array) return 'fp32';
+  if (values instanceof Uint16Array) return 'fp16';
+  if (values instanceof Int8Array) return 'int8';
+  return null;
 }

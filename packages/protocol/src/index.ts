@@ -14,7 +14,25 @@ export {
   type ValidationLimits,
 } from './limits.js';
 export { parseMessage, validateMessage, isMessageType } from './validate.js';
-export { type GradientCodec, fp32Codec, getGradientCodec, GRADIENT_CODEC_NAMES } from './gradient-codec.js';
+export {
+  type GradientCodec,
+  type CodecName,
+  type CodecValues,
+  type EncodedVector,
+  fp32Codec,
+  fp16Codec,
+  int8Codec,
+  getGradientCodec,
+  isCodecName,
+  codecOfValues,
+  int8BlockCount,
+  GRADIENT_CODEC_NAMES,
+  CODEC_NAMES,
+  INT8_BLOCK,
+} from './gradient-codec.js';
+export { toFloat16Bits, fromFloat16Bits, FLOAT16_MAX } from './float16.js';
+export { ErrorFeedback, encodeGradient } from './error-feedback.js';
+export { PublicWeights, applyDelta } from './public-weights.js';
 export type * from './monitor.js';
 export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
 export { backoffDelay } from './backoff.js';

@@ -1,3 +1,5 @@
+import type { CodecName } from './gradient-codec.js';
+
 /**
  * Bounds on what a peer may send. They exist so a buggy or hostile peer is refused at the
  * frame boundary, before its numbers size an allocation or reach the training state.
@@ -40,6 +42,8 @@ export const MAX_SPEC_DEPTH = 64;
  * is optional: a worker knows nothing until its welcome, and welcome carries its own sizes.
  */
 export interface ValidationLimits {
+  /** The run's codec: gradients and update deltas in another codec's dtype are refused. */
+  codec?: CodecName;
   /** gradient.gradient and update.params must have exactly this many elements. */
   paramCount?: number;
   /** gradient.bnMoments and update.bnStats must have exactly this many elements. */

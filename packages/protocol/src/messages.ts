@@ -1,3 +1,5 @@
+import type { CodecName, CodecValues } from './gradient-codec.js';
+
 /**
  * The Chorus wire protocol: one message per binary WebSocket frame. Typed arrays travel as
  * raw, 4-byte-aligned tails after a msgpack header (see codec.ts), so a gradient is never
@@ -48,8 +50,12 @@ export interface RunDescription {
   paramCount: number;
   bnStatCount: number;
   bnGroup: number;
-  /** Gradient codec workers must use. */
-  codec: 'fp32';
+  /**
+   * Codec of gradients up and weight deltas down (gradient-codec.ts). fp32: gradients raw,
+   * every update the full weights. fp16, int8: gradients compressed (with error feedback on the
+   * worker), updates a compressed delta against the public weights every worker holds.
+   */
+  codec: CodecName;
   heartbeatMs: number;
 }
 
@@ -104,11 +110,15 @@ export interface ShardResult {
   bnMoments: Float32Array;
 }
 
-export interface GradientMessage extends ShardResult {
+export interface GradientMessage extends Omit<ShardResult, 'gradient'> {
   type: 'gradient';
   v: number;
   step: number;
   shardId: number;
+  /** The shard's gradient sum, encoded by the run's codec: f32 (fp32), u16 half bits (fp16), i8 quanta (int8). */
+  gradient: CodecValues;
+  /** int8 only: one float32 scale per block of INT8_BLOCK values. */
+  scales?: Float32Array;
 }
 
 export interface Update {
@@ -116,7 +126,16 @@ export interface Update {
   v: number;
   /** New weights version (= number of updates applied). */
   version: number;
-  params: Float32Array;
+  /** fp32 runs: the full weights. Exactly one of params and delta is present. */
+  params?: Float32Array;
+  /**
+   * fp16 and int8 runs: what to add to the public weights held since the previous version,
+   * encoded by the run's codec (u16 half bits or i8 quanta); see public-weights.ts.
+   */
+  delta?: CodecValues;
+  /** int8 delta only: one float32 scale per block of INT8_BLOCK values. */
+  scales?: Float32Array;
+  /** BatchNorm running statistics, always in full fp32 (they are small). */
   bnStats: Float32Array;
 }
 

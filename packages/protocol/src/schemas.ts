@@ -23,7 +23,12 @@ import type {
   WorkerRuntime,
 } from './messages.js';
 import { ERROR_CODES, PROTOCOL_VERSION, type ErrorCode } from './messages.js';
+import { firstNonFinite } from './finite.js';
+import { firstNonFiniteHalf } from './float16.js';
+import { CODEC_NAMES, int8BlockCount, int8ScaleProblem } from './gradient-codec.js';
 import { EXAMPLE_BYTES, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
+
+export { firstNonFinite };
 
 type Ctx = z.RefinementCtx;
 
@@ -43,18 +48,37 @@ const float32s = typedArray(Float32Array, 'Float32Array');
 const int32s = typedArray(Int32Array, 'Int32Array');
 const uint8s = typedArray(Uint8Array, 'Uint8Array');
 
-/** Returns the index of the first NaN or infinite element, or -1. */
-export function firstNonFinite(values: Float32Array): number {
-  // x * 0 is +-0 for finite x and NaN for NaN or +-Infinity, so one branch-free pass proves a
-  // clean array (the common case) about twice as fast as testing each element; only a dirty
-  // one pays for the second pass that finds where.
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) sum += values[i] * 0;
-  if (sum === 0) return -1;
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) return i;
+const codecValues = z.custom<Float32Array | Uint16Array | Int8Array>(
+  (value) => value instanceof Float32Array || value instanceof Uint16Array || value instanceof Int8Array,
+  { message: 'expected a Float32Array (fp32), Uint16Array (fp16) or Int8Array (int8)' },
+);
+
+/**
+ * An encoded vector (gradient-codec.ts) is sound on its own: every value it decodes to is
+ * finite, and int8 has exactly one usable scale per block while the others have none. Whether
+ * its codec is the run's, and its length the model's, is checked in validate.ts.
+ */
+function checkEncoded(values: Float32Array | Uint16Array | Int8Array, scales: Float32Array | undefined, ctx: Ctx, code: ErrorCode, key: string): void {
+  if (values instanceof Float32Array) {
+    const i = firstNonFinite(values);
+    if (i >= 0) fail(ctx, `element ${i} of ${values.length} is ${values[i]}`, code, [key]);
+  } else if (values instanceof Uint16Array) {
+    const i = firstNonFiniteHalf(values);
+    if (i >= 0) fail(ctx, `fp16 element ${i} of ${values.length} is ${values[i] & 0x3ff ? 'NaN' : 'infinite'}`, code, [key]);
+  } else {
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] === -128) return fail(ctx, `int8 element ${i} is -128; quanta are -127..127`, code, [key]);
+    }
+    if (!scales) return fail(ctx, 'int8 values need scales', code, ['scales']);
+    const blocks = int8BlockCount(values.length);
+    if (scales.length !== blocks) return fail(ctx, `${scales.length} scales for ${values.length} int8 values; expected ${blocks}`, code, ['scales']);
+    for (let b = 0; b < blocks; b++) {
+      const problem = int8ScaleProblem(scales[b]);
+      if (problem) return fail(ctx, `scale ${b} ${problem}`, code, ['scales']);
+    }
+    return;
   }
-  return -1;
+  if (scales) fail(ctx, `only int8 values carry scales, not ${values instanceof Float32Array ? 'fp32' : 'fp16'}`, code, ['scales']);
 }
 
 /** A Float32Array with no NaN or infinity, which would poison every weight it touches. */
@@ -154,7 +178,7 @@ const run: z.ZodType<RunDescription> = z.object({
   paramCount: counter,
   bnStatCount: counter,
   bnGroup: positive,
-  codec: z.literal('fp32'),
+  codec: z.enum(CODEC_NAMES),
   heartbeatMs: z.number().positive(),
 });
 
@@ -211,18 +235,32 @@ const gradient: z.ZodType<GradientMessage> = z
     lossSum: z.number().nonnegative(),
     correct: counter,
     computeMs: z.number().nonnegative(),
-    gradient: finiteFloats('bad-gradient'),
+    gradient: codecValues,
+    scales: float32s.optional(),
     bnMoments: finiteFloats('bad-gradient'),
   })
-  .superRefine(checkCorrect);
+  .superRefine((msg, ctx) => {
+    checkCorrect(msg, ctx);
+    checkEncoded(msg.gradient, msg.scales, ctx, 'bad-gradient', 'gradient');
+  });
 
-const update: z.ZodType<Update> = z.object({
-  type: z.literal('update'),
-  v: version,
-  version: counter,
-  params: finiteFloats('malformed'),
-  bnStats: finiteFloats('malformed'),
-});
+const update: z.ZodType<Update> = z
+  .object({
+    type: z.literal('update'),
+    v: version,
+    version: counter,
+    params: finiteFloats('malformed').optional(),
+    delta: codecValues.optional(),
+    scales: float32s.optional(),
+    bnStats: finiteFloats('malformed'),
+  })
+  .superRefine((msg, ctx) => {
+    if ((msg.params === undefined) === (msg.delta === undefined)) {
+      return fail(ctx, 'needs exactly one of params (fp32) and delta (fp16, int8)');
+    }
+    if (msg.delta) checkEncoded(msg.delta, msg.scales, ctx, 'malformed', 'delta');
+    else if (msg.scales) fail(ctx, 'full params carry no scales', undefined, ['scales']);
+  });
 
 const evaluate: z.ZodType<Evaluate> = z
   .object({

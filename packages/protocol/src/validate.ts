@@ -4,6 +4,7 @@ import { ProtocolError, quote } from './errors.js';
 import { MAX_FRAME_BYTES, type ValidationLimits } from './limits.js';
 import { MESSAGE_TYPES, PROTOCOL_VERSION, type ErrorCode, type Message, type MessageType } from './messages.js';
 import { MESSAGE_SCHEMAS } from './schemas.js';
+import { codecOfValues, type CodecName } from './gradient-codec.js';
 
 /**
  * Decodes and validates one received frame. Everything a handler reads from the result has
@@ -70,14 +71,19 @@ function formatPath(path: readonly PropertyKey[]): string {
 function checkLimits(msg: Message, limits: ValidationLimits): void {
   switch (msg.type) {
     case 'gradient':
+      expectCodec('bad-gradient', 'gradient.gradient', msg.gradient, limits.codec);
       expectLength('bad-gradient', 'gradient.gradient', msg.gradient.length, limits.paramCount, 'parameter count');
       expectLength('bad-gradient', 'gradient.bnMoments', msg.bnMoments.length, limits.bnStatCount, 'BatchNorm statistic count');
       atMost('bad-gradient', 'gradient.count', msg.count, limits.maxShardExamples);
       break;
-    case 'update':
-      expectLength('malformed', 'update.params', msg.params.length, limits.paramCount, 'parameter count');
+    case 'update': {
+      // fp32 runs send full params; the compressed codecs a delta in their own dtype.
+      const [name, values] = msg.params ? ['update.params', msg.params] : ['update.delta', msg.delta!];
+      expectCodec('malformed', name, values, limits.codec);
+      expectLength('malformed', name, values.length, limits.paramCount, 'parameter count');
       expectLength('malformed', 'update.bnStats', msg.bnStats.length, limits.bnStatCount, 'BatchNorm statistic count');
       break;
+    }
     // A shard over the cap is refused for its size, like an oversized frame: the receiver
     // could not hold it, though nothing about it is malformed.
     case 'assign':
@@ -90,6 +96,13 @@ function checkLimits(msg: Message, limits: ValidationLimits): void {
     default:
       break;
   }
+}
+
+/** A payload in another codec's dtype would be summed as garbage: refuse it by name. */
+function expectCodec(code: ErrorCode, what: string, values: unknown, expected: CodecName | undefined): void {
+  if (expected === undefined) return;
+  const got = codecOfValues(values);
+  if (got !== expected) throw new ProtocolError(code, `${what} is encoded as ${got ?? 'nothing known'}; this run's codec is ${expected}`);
 }
 
 function expectLength(code: ErrorCode, what: string, got: number, expected: number | undefined, of: string): void {

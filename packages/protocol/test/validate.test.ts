@@ -132,7 +132,7 @@ describe('field types', () => {
     assertRefused(variant('heartbeat', { hidden: 1 }), 'malformed', /heartbeat\.hidden/);
     assertRefused(variant('error', { code: 'oops' }), 'malformed', /error\.code/);
     const welcome = sampleMessages().welcome;
-    assertRefused({ ...welcome, run: { ...welcome.run, codec: 'fp16' } }, 'malformed', /welcome\.run\.codec/);
+    assertRefused({ ...welcome, run: { ...welcome.run, codec: 'bf16' } }, 'malformed', /welcome\.run\.codec/);
     assertRefused({ ...welcome, run: { ...welcome.run, heartbeatMs: 0 } }, 'malformed', /welcome\.run\.heartbeatMs/);
   });
 

@@ -13,6 +13,10 @@ import {
   type Welcome,
   type WorkerRuntime,
   backoffDelay,
+  ErrorFeedback,
+  applyDelta,
+  getGradientCodec,
+  type GradientCodec,
   type LogFields,
   type LogLevel,
 } from '@chorus/protocol';
@@ -79,6 +83,11 @@ export class ChorusWorker {
   private specJson = '';
   private run: RunDescription | null = null;
   private bnStats: Float32Array | null = null;
+  private codec: GradientCodec | null = null;
+  /** The public weights under a compressed codec (deltas are added to them); null under fp32. */
+  private publicParams: Float32Array | null = null;
+  /** Rounding the uplink loses, carried to the next shard; reset by every welcome. */
+  private errorFeedback: ErrorFeedback | null = null;
   private queue: Promise<void> = Promise.resolve();
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopping = false;
@@ -182,7 +191,7 @@ export class ChorusWorker {
   private onFrame(frame: Uint8Array): void {
     let message: Message;
     try {
-      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20 } : undefined);
+      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20, codec: this.run.codec } : undefined);
     } catch (error) {
       this.log('warn', 'dropped a bad message from the coordinator', { error: (error as Error).message });
       return;
@@ -236,6 +245,11 @@ export class ChorusWorker {
       }
     }
     this.run = message.run;
+    this.codec = getGradientCodec(message.run.codec);
+    // A welcome is a jump (a join or a rejoin), never one update further: the residual of the
+    // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
+    this.errorFeedback = new ErrorFeedback(this.codec, message.run.paramCount);
+    this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
     this.replica.setParams(message.params);
     this.bnStats = message.bnStats.slice();
     this.setStatus({ state: 'ready', workerId: message.workerId, version: message.version });
@@ -244,10 +258,27 @@ export class ChorusWorker {
   }
 
   private onUpdate(message: Update): void {
-    if (!this.replica) return;
-    this.replica.setParams(message.params);
+    if (!this.replica || !this.codec) return;
+    if (message.params) {
+      this.replica.setParams(message.params);
+    } else if (message.delta && this.publicParams) {
+      if (message.version !== this.status.version + 1) {
+        // A delta is relative to the previous version: applied to any other it would leave this
+        // worker's weights different from everyone's for good. A fresh welcome brings them back.
+        this.log('warn', 'missed an update; rejoining for the full weights', { update: `v${message.version}`, holding: `v${this.status.version}` });
+        this.transport?.close(CLOSE_CODES.normal, 'missed an update');
+        return;
+      }
+      applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
+      this.replica.setParams(this.publicParams);
+    }
     this.bnStats = message.bnStats.slice();
     this.setStatus({ version: message.version });
+  }
+
+  /** The public weights this worker computes at (a copy), for tests that compare workers bit for bit. */
+  publicWeights(): Float32Array | null {
+    return this.publicParams?.slice() ?? null;
   }
 
   private async onAssign(message: Assign): Promise<void> {
@@ -264,7 +295,17 @@ export class ChorusWorker {
       await this.clock.sleep((slowdown - 1) * result.computeMs);
       result.computeMs *= slowdown;
     }
-    this.sendMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: message.step, shardId: message.shardId, ...result });
+    const { gradient, ...rest } = result;
+    const encoded = this.errorFeedback!.encode(gradient);
+    this.sendMessage({
+      type: 'gradient',
+      v: PROTOCOL_VERSION,
+      step: message.step,
+      shardId: message.shardId,
+      ...rest,
+      gradient: encoded.values,
+      ...(encoded.scales ? { scales: encoded.scales } : {}),
+    });
     this.setStatus({
       state: 'ready',
       stepsDone: this.status.stepsDone + 1,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { PRESETS, buildGraph, initialBnStats, initialParams, weightLayout } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
 import { ChorusWorker, type Connect, type TransportEvents } from '../src/index.js';
 
 await tf.setBackend('cpu');
@@ -130,4 +130,34 @@ test('a refused token stops the worker with the coordinator\'s reason', { timeou
   link.events!.onClose(CLOSE_CODES.badToken, 'wrong join token');
   await assert.rejects(running, /refused this worker: wrong join token/);
   assert.equal(link.connects, 1);
+});
+
+test('int8 run: sends int8 gradients with error feedback, applies deltas to its public weights, rejoins when it misses one', { timeout: 60_000 }, async () => {
+  const codec = getGradientCodec('int8');
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  await link.next('hello');
+  const joined = welcome(3) as Extract<Message, { type: 'welcome' }>;
+  link.deliver({ ...joined, run: { ...joined.run, codec: 'int8' } });
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  const g = await link.next('gradient');
+  assert.ok(g.type === 'gradient' && g.gradient instanceof Int8Array && g.scales instanceof Float32Array);
+  assert.equal(g.scales.length, Math.ceil(layout.paramCount / 256));
+  // The coordinator's side of the downlink: the worker must end up with its bits.
+  const coordinator = new PublicWeights(codec, joined.params);
+  const master = joined.params.slice();
+  for (let version = 4; version <= 6; version++) {
+    for (let i = 0; i < master.length; i++) master[i] -= 1e-3 * Math.sin(i + version);
+    const { values, scales } = coordinator.advance(master);
+    link.deliver({ type: 'update', v: PROTOCOL_VERSION, version, delta: values, scales, bnStats: initialBnStats(layout) });
+  }
+  await until('the updates to be applied', () => Buffer.from(worker.publicWeights()!.buffer).equals(Buffer.from(coordinator.weights.buffer)));
+  // A delta for version 8 while holding 6 cannot be applied: the worker rejoins for the full weights.
+  const { values, scales } = coordinator.advance(master);
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 8, delta: values, scales, bnStats: initialBnStats(layout) });
+  const hello = await link.next('hello');
+  assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
+  worker.stop('done');
+  await running;
 });

@@ -136,7 +136,7 @@ export class WorkerSockets {
         const message = parseMessage(
           frame,
           authenticated
-            ? { paramCount: coordinator.layout.paramCount, bnStatCount: coordinator.layout.bnStatCount, maxShardExamples: coordinator.config.batch, maxFrameBytes: this.maxFrameBytes }
+            ? { paramCount: coordinator.layout.paramCount, bnStatCount: coordinator.layout.bnStatCount, maxShardExamples: coordinator.config.batch, maxFrameBytes: this.maxFrameBytes, codec: coordinator.codec.name }
             : { maxFrameBytes: limits.preAuthMaxFrameBytes },
         );
         if (!authenticated) {

@@ -1,6 +1,6 @@
 import type { Cifar10 } from '@chorus/data';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model';
-import { PROTOCOL_VERSION, encodeMessage, type EvalRecord, type RunUpdate, type Status } from '@chorus/protocol';
+import { PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
 import { MasterState } from '@chorus/train';
 import type { Connection } from '../http/connection.js';
 import type { Logger } from '../ops/logger.js';
@@ -12,7 +12,7 @@ import type { EvalShardResult } from './eval-tally.js';
 import { Fleet } from './fleet.js';
 import type { Membership, WorkerRecord } from './membership.js';
 import type { ReducibleShard, StepReducer } from './reducer.js';
-import { configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
+import { codecOf, configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
 import { evaluationRound, trainingRound, type SharedPort } from './rounds.js';
 import type { ShardRound } from './shard-round.js';
 import { stepRecord, type Arrival } from './step-record.js';
@@ -56,7 +56,15 @@ export class Coordinator {
   readonly history: RunLog;
   /** The workers: admission, their messages, departures (the server talks to it). */
   readonly fleet: Fleet;
+  /** The run's codec, for gradients up and updates down. */
+  readonly codec: GradientCodec;
   private readonly master: MasterState;
+  /**
+   * Under fp16 and int8, the weights every worker holds (and computes its gradients at): each
+   * update is a compressed delta toward the master, applied here exactly as the workers apply
+   * it. Null under fp32, where updates carry the master weights themselves.
+   */
+  private publicWeights: PublicWeights | null;
   private readonly deps: CoordinatorDeps;
   private readonly now: () => number;
   private training: TrainingStep | null = null;
@@ -76,12 +84,15 @@ export class Coordinator {
     this.now = deps.now ?? (() => performance.now());
     this.layout = weightLayout(buildGraph(deps.config.spec));
     this.master = new MasterState(deps.config, this.layout, deps.data.train.count);
+    this.codec = getGradientCodec(codecOf(deps.config));
+    this.publicWeights = this.codec.name === 'fp32' ? null : new PublicWeights(this.codec, this.master.params);
     this.history = new RunLog(deps.log);
     this.fleet = new Fleet({
       token: deps.token,
       history: this.history,
       metrics: deps.metrics,
       batch: { size: deps.config.batch, bnGroup: deps.config.bnGroup },
+      codec: this.codec,
       host: {
         now: () => this.now(),
         welcome: (conn, worker) => this.welcome(conn, worker),
@@ -108,6 +119,11 @@ export class Coordinator {
 
   get bnStats(): Float32Array {
     return this.master.bnStats;
+  }
+
+  /** The weights the workers hold: the master's under fp32, the public copy otherwise (read-only). */
+  get workerParams(): Float32Array {
+    return this.publicWeights?.weights ?? this.master.params;
   }
 
   get isPaused(): boolean {
@@ -186,7 +202,7 @@ export class Coordinator {
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
     // One encoding for everyone: the frame is identical for all workers.
-    const frame = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: this.step, params: this.params, bnStats: this.bnStats });
+    const frame = encodeMessage(this.update());
     const ready = this.membership.ready();
     for (const w of ready) w.conn?.sendFrame(frame);
     const t3 = this.now();
@@ -194,6 +210,14 @@ export class Coordinator {
     this.history.step(record);
     this.deps.metrics.recordStep(record);
     if (!Number.isFinite(totals.loss)) this.history.event('diverged', `the loss is not finite at step ${this.step}`);
+  }
+
+  /** The update of the version just completed: the master weights (fp32), or the public weights' delta. */
+  private update(): Update {
+    const head = { type: 'update', v: PROTOCOL_VERSION, version: this.step, bnStats: this.bnStats } as const;
+    if (!this.publicWeights) return { ...head, params: this.params };
+    const { values, scales } = this.publicWeights.advance(this.params);
+    return { ...head, delta: values, ...(scales ? { scales } : {}) };
   }
 
   /** Test-set accuracy with BatchNorm in inference mode, sharded over the workers like training. */
@@ -258,9 +282,10 @@ export class Coordinator {
       type: 'welcome',
       v: PROTOCOL_VERSION,
       workerId: worker.id,
-      run: { preset, spec, paramCount, bnStatCount, bnGroup, codec: 'fp32', heartbeatMs: this.options.heartbeatMs },
+      run: { preset, spec, paramCount, bnStatCount, bnGroup, codec: this.codec.name, heartbeatMs: this.options.heartbeatMs },
       version: this.step,
-      params: this.params,
+      // A joiner gets the public weights in full: the ones the others hold, bit for bit.
+      params: this.workerParams,
       bnStats: this.bnStats,
     });
   }
@@ -279,7 +304,13 @@ export class Coordinator {
     if (!store) throw new Error('--resume needs a checkpoint directory');
     const state = await loadRunCheckpoint(store, configFingerprint(this.config));
     if (!state) return false;
+    if (this.publicWeights) {
+      // Exact resume needs the weights the workers held, not a fresh copy of the master's.
+      if (!state.publicParams) throw new Error(`the checkpoint at step ${state.step} has no public weights, which a ${this.codec.name} run needs to resume exactly`);
+      if (state.publicParams.length !== this.layout.paramCount) throw new Error(`the checkpoint's public weights have ${state.publicParams.length} values; the model has ${this.layout.paramCount}`);
+    }
     this.master.restore(state);
+    if (this.publicWeights) this.publicWeights = new PublicWeights(this.codec, state.publicParams!);
     this.history.restore(state.history as Partial<RunHistory> | undefined);
     this.history.event('resume', `resumed from the checkpoint at step ${state.step}`);
     this.deps.metrics.step.set(this.step);
@@ -289,7 +320,8 @@ export class Coordinator {
   async checkpoint(): Promise<string | null> {
     const store = this.deps.checkpoints;
     if (!store) return null;
-    const path = await store.save({ ...this.master.snapshot(), config: configFingerprint(this.config), history: this.history.forCheckpoint() });
+    const publicParams = this.publicWeights ? { publicParams: this.publicWeights.weights.slice() } : {};
+    const path = await store.save({ ...this.master.snapshot(), ...publicParams, config: configFingerprint(this.config), history: this.history.forCheckpoint() });
     this.history.event('checkpoint', `checkpoint at step ${this.step}`, { path });
     return path;
   }

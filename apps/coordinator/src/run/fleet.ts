@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { CLOSE_CODES, type ErrorCode, type Hello, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, ProtocolError, type ErrorCode, type GradientCodec, type Hello, type Message } from '@chorus/protocol';
 import type { Connection } from '../http/connection.js';
 import type { ChorusMetrics } from '../ops/metrics.js';
 import type { RunLog } from '../ops/run-log.js';
@@ -39,11 +39,14 @@ export class Fleet {
   private readonly metrics: ChorusMetrics;
   private readonly tokenDigest: Buffer;
   private readonly batch: { size: number; bnGroup: number };
+  /** The run's codec: every gradient is decoded by it before the reducer sees it. */
+  private readonly codec: GradientCodec;
   /** Whether a share shortage has been reported, so it is said once when it begins. */
   private reportedShortage = false;
 
-  constructor(input: { token: string; host: FleetHost; history: RunLog; metrics: ChorusMetrics; batch: { size: number; bnGroup: number } }) {
+  constructor(input: { token: string; host: FleetHost; history: RunLog; metrics: ChorusMetrics; batch: { size: number; bnGroup: number }; codec: GradientCodec }) {
     this.host = input.host;
+    this.codec = input.codec;
     this.history = input.history;
     this.metrics = input.metrics;
     this.batch = input.batch;
@@ -78,7 +81,15 @@ export class Fleet {
         if (!worker.awaiting.delete(message.shardId)) return neverSent('bad-gradient', 'a gradient', message.shardId);
         const training = this.host.training();
         if (!training || message.step !== training.step) return null; // a late reply
-        const outcome = training.round.accept(worker, message.shardId, message.count, message);
+        let gradient: Float32Array;
+        try {
+          // fp32 hands back the received view; fp16 and int8 decode into a fresh array.
+          gradient = this.codec.decode({ values: message.gradient, scales: message.scales }, message.gradient.length);
+        } catch (error) {
+          if (error instanceof ProtocolError) return { code: 'bad-gradient', message: error.message };
+          throw error;
+        }
+        const outcome = training.round.accept(worker, message.shardId, message.count, { ...message, gradient });
         if (outcome.kind === 'refused') return { code: 'bad-gradient', message: outcome.reason };
         if (outcome.kind === 'accepted') {
           const { shard, arrivedAt } = outcome;

@@ -1,8 +1,15 @@
+import type { CodecName } from '@chorus/protocol';
 import type { TrainingConfig } from '@chorus/train';
 
 /** Everything that defines a run's arithmetic; a resumed run must match it exactly. */
 export interface RunConfig extends TrainingConfig {
   preset: string;
+  /** Gradients up and weight updates down (--codec); absent means fp32. */
+  codec?: CodecName;
+}
+
+export function codecOf(config: RunConfig): CodecName {
+  return config.codec ?? 'fp32';
 }
 
 /** How the coordinator runs (may change between a run and its resumption). */
@@ -36,5 +43,8 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
 
 /** The fields that must match for --resume to continue a run. */
 export function configFingerprint(config: RunConfig): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  // fp32 leaves the codec out, so checkpoints written before codecs existed still match; any
+  // other codec changes the arithmetic and must match to resume.
+  const { codec, ...rest } = config;
+  return JSON.parse(JSON.stringify(codec && codec !== 'fp32' ? { ...rest, codec } : rest)) as Record<string, unknown>;
 }

@@ -13,21 +13,30 @@ export interface CheckpointState {
   config: Record<string, unknown>;
   /** Optional JSON-able run history (metrics so far). */
   history?: unknown;
+  /** The public weights the workers hold, in fp16 and int8 runs (fp32 runs have none). */
+  publicParams?: Float32Array;
 }
 
 /**
  * File format (all integers little-endian):
  *
  *   offset 0   8 bytes  magic "CHORUSCK"
- *   offset 8   u32      format version (1)
+ *   offset 8   u32      format version: 1, or 2 when the file holds public weights
  *   offset 12  u32      header length H in bytes (a multiple of 8; JSON padded with spaces)
  *   offset 16  H bytes  UTF-8 JSON header (see `Header`)
- *   16 + H     the arrays as raw little-endian float32, in order: params, bnStats, slots...
+ *   16 + H     the arrays as raw little-endian float32, in order: params, bnStats, slots...,
+ *              then (version 2 only) publicParams
  *              (the data start is 8-byte aligned, so every array is 4-byte aligned)
  *   end - 32   SHA-256 of every byte before it
  */
 export const CHECKPOINT_MAGIC = 'CHORUSCK';
 export const CHECKPOINT_VERSION = 1;
+/**
+ * Version 2 adds the public weights of a compressed-codec run. Files without them are still
+ * written as version 1, byte for byte as before, so fp32 checkpoints stay readable by older
+ * builds; an older build refuses a version 2 file by its version rather than misreading it.
+ */
+export const CHECKPOINT_VERSION_WITH_PUBLIC = 2;
 const PREAMBLE = 16;
 const DIGEST = 32;
 
@@ -38,7 +47,7 @@ interface Header {
   history?: unknown;
   optimizer: { kind: OptimizerState['kind']; updates: number };
   /** Element counts of the arrays that follow, in file order. */
-  arrays: { params: number; bnStats: number; slots: number[] };
+  arrays: { params: number; bnStats: number; slots: number[]; publicParams?: number };
 }
 
 /** A checkpoint file that cannot be used: wrong magic, truncated, checksum mismatch... */
@@ -80,6 +89,7 @@ function validateState(state: CheckpointState): void {
   const arrays: [string, unknown][] = [
     ['params', state.params],
     ['bnStats', state.bnStats],
+    ...(state.publicParams === undefined ? [] : [['publicParams', state.publicParams] as [string, unknown]]),
     ...state.optimizer.slots.map((s, i): [string, unknown] => [`optimizer.slots[${i}]`, s]),
   ];
   for (const [name, value] of arrays) {
@@ -105,13 +115,14 @@ function encodeHead(state: CheckpointState): Buffer {
       params: state.params.length,
       bnStats: state.bnStats.length,
       slots: state.optimizer.slots.map((s) => s.length),
+      ...(state.publicParams === undefined ? {} : { publicParams: state.publicParams.length }),
     },
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
   const head = Buffer.alloc(PREAMBLE + padded, 0x20);
   head.write(CHECKPOINT_MAGIC, 0, 'latin1');
-  head.writeUInt32LE(CHECKPOINT_VERSION, 8);
+  head.writeUInt32LE(state.publicParams === undefined ? CHECKPOINT_VERSION : CHECKPOINT_VERSION_WITH_PUBLIC, 8);
   head.writeUInt32LE(padded, 12);
   json.copy(head, PREAMBLE);
   return head;
@@ -123,8 +134,8 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
   if (buf.length < PREAMBLE + DIGEST) throw new CheckpointFormatError(`file too short (${buf.length} bytes)`);
   if (buf.toString('latin1', 0, 8) !== CHECKPOINT_MAGIC) throw new CheckpointFormatError('not a Chorus checkpoint (bad magic)');
   const version = buf.readUInt32LE(8);
-  if (version !== CHECKPOINT_VERSION) {
-    throw new CheckpointFormatError(`unsupported checkpoint format version ${version} (this build reads ${CHECKPOINT_VERSION})`);
+  if (version !== CHECKPOINT_VERSION && version !== CHECKPOINT_VERSION_WITH_PUBLIC) {
+    throw new CheckpointFormatError(`unsupported checkpoint format version ${version} (this build reads ${CHECKPOINT_VERSION} and ${CHECKPOINT_VERSION_WITH_PUBLIC})`);
   }
   const body = buf.length - DIGEST;
   const digest = createHash('sha256').update(buf.subarray(0, body)).digest();
@@ -151,10 +162,15 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
   if (kind !== 'sgd' && kind !== 'adam') throw new CheckpointFormatError('malformed header: optimizer kind');
   if (typeof header.config !== 'object' || header.config === null) throw new CheckpointFormatError('malformed header: config');
   if (!Array.isArray(header.arrays.slots)) throw new CheckpointFormatError('malformed header: slots');
+  const withPublic = version === CHECKPOINT_VERSION_WITH_PUBLIC;
+  if (withPublic !== ('publicParams' in header.arrays)) {
+    throw new CheckpointFormatError(`malformed header: format version ${version} ${withPublic ? 'needs' : 'has no room for'} public weights`);
+  }
   const lengths = [
     count(header.arrays.params, 'params'),
     count(header.arrays.bnStats, 'bnStats'),
     ...header.arrays.slots.map((n, i) => count(n, `slot ${i}`)),
+    ...(withPublic ? [count(header.arrays.publicParams, 'publicParams')] : []),
   ];
   const dataStart = PREAMBLE + headerLength;
   const expected = dataStart + 4 * lengths.reduce((a, b) => a + b, 0);
@@ -169,9 +185,10 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
     step: header.step,
     params: arrays[0],
     bnStats: arrays[1],
-    optimizer: { kind, updates: count(header.optimizer.updates, 'optimizer updates'), slots: arrays.slice(2) },
+    optimizer: { kind, updates: count(header.optimizer.updates, 'optimizer updates'), slots: arrays.slice(2, 2 + header.arrays.slots.length) },
     config: header.config,
   };
+  if (withPublic) state.publicParams = arrays[arrays.length - 1];
   if ('history' in header) state.history = header.history;
   return state;
 }
@@ -179,5 +196,6 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
 /** The file's bytes before its digest, in order: the head, then every array's raw bytes. */
 export function checkpointChunks(state: CheckpointState): Uint8Array[] {
   validateState(state);
-  return [encodeHead(state), ...[state.params, state.bnStats, ...state.optimizer.slots].map(float32Bytes)];
+  const publicParams = state.publicParams === undefined ? [] : [state.publicParams];
+  return [encodeHead(state), ...[state.params, state.bnStats, ...state.optimizer.slots, ...publicParams].map(float32Bytes)];
 }

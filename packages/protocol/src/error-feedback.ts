@@ -1,0 +1,63 @@
+import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+
+/**
+ * A worker's uplink encoder with error feedback: what rounding loses from one shard's gradient
+ * sum is added to the next one it sends, so over steps the coordinator receives the worker's
+ * true gradients to within one quantum, not a drift that grows with every step.
+ *
+ * The residual is in the units the worker sends, a SUM over a shard's examples. The
+ * coordinator divides each step's total by the same global batch size, so a residual carried
+ * into a later step weighs there exactly what it would have weighed in its own step, whatever
+ * the shard sizes.
+ *
+ * Reset it (`reset()`) when the worker's weights jump rather than advance by one update: after
+ * a welcome (a join or a rejoin). Its residual then belongs to shards the coordinator may never
+ * have counted (a worker that drops mid-step loses its shard to others) and to weights the run
+ * has left behind; carrying it would add a stale gradient once, with no later step to take it
+ * back. One quantum is all that is lost by dropping it.
+ *
+ * fp32 keeps no residual: it is exact, and encode hands back the caller's array uncopied.
+ */
+export class ErrorFeedback {
+  readonly codec: GradientCodec;
+  readonly length: number;
+  private readonly residual: Float32Array | null;
+  private readonly corrected: Float32Array | null;
+
+  constructor(codec: GradientCodec, length: number) {
+    if (!Number.isSafeInteger(length) || length < 0) throw new Error(`error feedback: length must be a non-negative integer, got ${length}`);
+    this.codec = codec;
+    this.length = length;
+    const exact = codec.name === 'fp32';
+    this.residual = exact ? null : new Float32Array(length);
+    this.corrected = exact ? null : new Float32Array(length);
+  }
+
+  /** Encodes `sum` plus the carried residual, and keeps what this encoding loses. */
+  encode(sum: Float32Array): EncodedVector {
+    if (sum.length !== this.length) throw new Error(`error feedback: ${sum.length} values; this encoder holds ${this.length}`);
+    const { residual, corrected } = this;
+    if (!residual || !corrected) return this.codec.encode(sum);
+    for (let i = 0; i < sum.length; i++) corrected[i] = sum[i] + residual[i];
+    const payload = this.codec.encode(corrected);
+    // What the coordinator will decode, bit for bit: the same pure decode it runs.
+    const decoded = this.codec.decode(payload, this.length);
+    for (let i = 0; i < corrected.length; i++) residual[i] = corrected[i] - decoded[i];
+    return payload;
+  }
+
+  /** Drops the carried residual (after a join or rejoin, see the class comment). */
+  reset(): void {
+    this.residual?.fill(0);
+  }
+
+  /** The residual carried into the next encode (read-only view, for tests and diagnostics). */
+  get carried(): Float32Array | null {
+    return this.residual;
+  }
+}
+
+/** One-shot form: `encodeGradient(codec, sum, state)` with `state` the worker's ErrorFeedback. */
+export function encodeGradient(sum: Float32Array, state: ErrorFeedback): EncodedVector {
+  return state.encode(sum);
+}

@@ -1,0 +1,42 @@
+import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+
+/**
+ * Adds a decoded delta to public weights in place. The coordinator's copy and every worker's
+ * go through this one function, so all of them hold the same bits: decoding is a pure function
+ * of the payload and float32 addition is correctly rounded in every JavaScript engine.
+ */
+export function applyDelta(codec: GradientCodec, payload: EncodedVector, weights: Float32Array): void {
+  const delta = codec.decode(payload, weights.length);
+  for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
+}
+
+/**
+ * The coordinator's copy of the public weights: what every worker holds and computes its
+ * gradients at, under a compressed codec. Each update sends the encoded difference between the
+ * master weights and this copy, and applies to the copy exactly what it sent, so what rounding
+ * loses in one update is still in the difference the next one sends: the public weights trail
+ * the master by at most one quantum, never by an accumulated drift. The master weights and the
+ * optimizer stay fp32.
+ */
+export class PublicWeights {
+  readonly codec: GradientCodec;
+  /** The public weights; changed in place by advance(). */
+  readonly weights: Float32Array;
+  private readonly difference: Float32Array;
+
+  constructor(codec: GradientCodec, initial: Float32Array) {
+    this.codec = codec;
+    this.weights = initial.slice();
+    this.difference = new Float32Array(initial.length);
+  }
+
+  /** The payload that moves every worker's copy toward `master`, already applied to this one. */
+  advance(master: Float32Array): EncodedVector {
+    if (master.length !== this.weights.length) throw new Error(`public weights: ${master.length} master weights for ${this.weights.length} public ones`);
+    const { weights, difference } = this;
+    for (let i = 0; i < weights.length; i++) difference[i] = master[i] - weights[i];
+    const payload = this.codec.encode(difference);
+    applyDelta(this.codec, payload, weights);
+    return payload;
+  }
+}

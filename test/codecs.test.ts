@@ -1,0 +1,140 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { selectNodeBackend } from '@chorus/backend/node';
+import { CheckpointStore, ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics, type RunConfig } from '@chorus/coordinator';
+import { loadCifar10 } from '@chorus/data/node';
+import { PRESETS } from '@chorus/model';
+import { connectWs } from '@chorus/node-worker';
+import type { CodecName } from '@chorus/protocol';
+import { ChorusWorker } from '@chorus/worker';
+import { bounded, cifarDir } from './support.js';
+
+tf.env().set('PROD', true);
+await selectNodeBackend({ force: 'wasm' });
+const data = await loadCifar10(cifarDir);
+
+const base: RunConfig = {
+  preset: 'tiny',
+  spec: PRESETS.tiny,
+  batch: 64,
+  steps: 100,
+  lr: 0.1,
+  optimizer: 'sgd',
+  weightDecay: 5e-4,
+  warmupSteps: 2,
+  schedule: 'constant',
+  bnGroup: 16,
+  seed: 3,
+  augment: false,
+};
+
+const bytesOf = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/**
+ * A coordinator with two in-process workers over real WebSockets, run to `config.steps`
+ * (from a checkpoint in `checkpointDir` when `resume`). Returns the losses of the steps run,
+ * the test accuracy, the master and public weights and what each worker holds.
+ */
+async function run(config: RunConfig, options: { checkpointDir?: string; resume?: boolean; stopAt?: number } = {}) {
+  const checkpoints = options.checkpointDir ? new CheckpointStore(options.checkpointDir, { log: () => {} }) : undefined;
+  const metrics = createMetrics();
+  const coordinator = new Coordinator({
+    config,
+    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalExamples: 1000, checkpointEvery: 0 },
+    data,
+    token: 'secret',
+    log: createLogger({ quiet: true }),
+    metrics,
+    checkpoints,
+  });
+  const resumedWith = options.resume && (await coordinator.resume()) ? { master: coordinator.params.slice(), publicWeights: coordinator.workerParams.slice() } : null;
+  if (options.resume) assert.ok(resumedWith, 'resumed from the checkpoint');
+  if (options.stopAt !== undefined) {
+    const stopAt = options.stopAt;
+    coordinator.subscribe((message) => {
+      if (message.type === 'step' && message.step.step >= stopAt) coordinator.stop();
+    });
+  }
+  const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log: createLogger({ quiet: true }) });
+  const { port } = await server.listen();
+  const workers = [8, 32].map(
+    (microBatch, i) =>
+      new ChorusWorker({
+        url: `ws://127.0.0.1:${port}/ws`,
+        token: 'secret',
+        connect: connectWs,
+        runtime: { kind: 'node', backend: 'wasm', device: 'test', cores: 1, microBatch, agent: `worker ${i}` },
+      }),
+  );
+  const running = workers.map((w) => w.start());
+  try {
+    await bounded(coordinator.run(), 240_000, `the ${config.codec ?? 'fp32'} run to end`);
+    if (options.stopAt !== undefined) await coordinator.checkpoint();
+    return {
+      resumedWith,
+      step: coordinator.step,
+      losses: coordinator.history.steps.map((s) => s.loss),
+      accuracy: coordinator.history.evals.at(-1)?.accuracy ?? 0,
+      master: coordinator.params.slice(),
+      publicWeights: coordinator.workerParams.slice(),
+      held: workers.map((w) => w.publicWeights()),
+      refused: coordinator.history.events.filter((e) => e.kind === 'refused').map((e) => e.message),
+    };
+  } finally {
+    coordinator.stop();
+    for (const w of workers) w.stop();
+    await Promise.allSettled(running);
+    await server.close();
+  }
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+for (const codec of ['fp16', 'int8'] as CodecName[]) {
+  test(`${codec}: a short run trains, and both workers hold the coordinator's public weights bit for bit`, { timeout: 300_000 }, async (t) => {
+    const result = await run({ ...base, codec });
+    assert.equal(result.step, base.steps, 'every step completed');
+    assert.deepEqual(result.refused, [], 'no gradient was refused');
+    const first = mean(result.losses.slice(0, 5));
+    const last = mean(result.losses.slice(-5));
+    t.diagnostic(`${codec}: loss ${first.toFixed(3)} -> ${last.toFixed(3)}, test accuracy ${(100 * result.accuracy).toFixed(1)}% (1000 images)`);
+    assert.ok(last < first - 0.2, `the loss goes down: ${first} -> ${last}`);
+    // Chance is 10%; over 1000 images 13% is three standard deviations above it.
+    assert.ok(result.accuracy > 0.13, `test accuracy above chance: ${result.accuracy}`);
+    for (const [i, held] of result.held.entries()) {
+      assert.ok(held, `worker ${i} holds public weights`);
+      assert.ok(bytesOf(held).equals(bytesOf(result.publicWeights)), `worker ${i}'s weights are the coordinator's public weights, bit for bit`);
+    }
+    // The public weights trail the master by one rounding, not by a drift.
+    let gap = 0;
+    let scale = 0;
+    for (let i = 0; i < result.master.length; i++) {
+      gap = Math.max(gap, Math.abs(result.master[i] - result.publicWeights[i]));
+      scale = Math.max(scale, Math.abs(result.master[i]));
+    }
+    t.diagnostic(`${codec}: max |master - public| = ${gap.toExponential(2)} (max |w| ${scale.toFixed(3)})`);
+    assert.ok(gap < 1e-2 * scale, `public weights stay close to the master: ${gap}`);
+  });
+}
+
+test('int8: a resumed run starts from the public weights the workers held, bit for bit, and its workers hold them', { timeout: 300_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'chorus-codecs-'));
+  try {
+    const config: RunConfig = { ...base, codec: 'int8', steps: 6 };
+    // Stopped after step 3 and checkpointed, as on SIGTERM.
+    const first = await run(config, { checkpointDir: dir, stopAt: 3 });
+    assert.equal(first.step, 3);
+    assert.ok(!bytesOf(first.master).equals(bytesOf(first.publicWeights)), 'the public weights are not the master weights');
+    const resumed = await run(config, { checkpointDir: dir, resume: true });
+    assert.ok(bytesOf(resumed.resumedWith!.master).equals(bytesOf(first.master)), 'master weights restored bit for bit');
+    assert.ok(bytesOf(resumed.resumedWith!.publicWeights).equals(bytesOf(first.publicWeights)), 'public weights restored bit for bit');
+    assert.equal(resumed.step, 6);
+    for (const held of resumed.held) assert.ok(bytesOf(held!).equals(bytesOf(resumed.publicWeights)), 'the resumed workers hold the public weights');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
