@@ -329,8 +329,11 @@ if (bad.length) throw new Error(`unknown codec ${bad.join(', ')}; use fp32, fp16
 
 // A coordinator without --codec can only measure fp32: say so rather than fail.
 const help = execFileSync(process.execPath, [resolve(root, 'apps/coordinator/dist/cli.js'), '--help'], { encoding: 'utf8' });
-// The option's help line names the codecs this build knows.
-const codecLine = help.split('\n').find((l) => l.trimStart().startsWith('--codec')) ?? '';
+// The option's help (its first line and the wrapped ones after it) names the codecs this build knows.
+const helpLines = help.split('\n');
+const codecAt = helpLines.findIndex((l) => l.trimStart().startsWith('--codec'));
+const codecEnd = codecAt < 0 ? -1 : helpLines.findIndex((l, i) => i > codecAt && /^\s*(-|$)/.test(l));
+const codecLine = codecAt < 0 ? '' : helpLines.slice(codecAt, codecEnd < 0 ? undefined : codecEnd).map((l) => l.trim()).join(' ');
 const codecFlag = codecLine !== '';
 const runnable = codecs.filter((c) => c === 'fp32' || new RegExp(`\\b${c}\\b`).test(codecLine));
 for (const c of codecs) if (!runnable.includes(c)) console.log(`links bench: codec ${c} skipped: this coordinator's --codec does not offer it (${codecLine.trim() || 'no --codec option'})`);
