@@ -156,8 +156,14 @@ export async function startCoordinator(args: string[], options: { ca?: string | 
   };
 }
 
+/**
+ * One replica thread unless `extra` says otherwise: the tests run several workers on one small
+ * machine, where each taking every core would only make them fight over the CPU (and skew the
+ * speeds the load-balancing test measures).
+ */
 export function startWorker(url: string, token: string, extra: string[] = []): Proc {
-  return new Proc([workerCli, url, '--token', token, '--backend', 'wasm', ...extra]);
+  const threads = extra.includes('--threads') ? [] : ['--threads', '1'];
+  return new Proc([workerCli, url, '--token', token, '--backend', 'wasm', ...threads, ...extra]);
 }
 
 /**

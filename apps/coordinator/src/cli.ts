@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { CODEC_NAMES, type CodecName } from '@chorus/protocol';
@@ -78,10 +79,12 @@ interface CliOptions extends TrainingCliOptions {
 function startLocalWorkers(n: number, url: string, token: string, backend: string | undefined, fingerprint: string | undefined, writeLine: (line: string) => void): ChildProcess[] {
   if (n === 0) return [];
   const cli = fileURLToPath(import.meta.resolve('@chorus/node-worker/cli'));
+  // The machine's cores are shared among its workers (a worker on wasm trains on --threads cores).
+  const threads = ['--threads', String(Math.max(1, Math.floor(availableParallelism() / n)))];
   return Array.from({ length: n }, (_, i) => {
     // Pinning our own certificate works whoever signed it and whatever names it carries.
     const pin = fingerprint ? ['--cert-fingerprint', fingerprint] : [];
-    const args = [cli, url, '--token', token, '--name', `local-${i + 1}`, ...(backend ? ['--backend', backend] : []), ...pin];
+    const args = [cli, url, '--token', token, '--name', `local-${i + 1}`, ...(backend ? ['--backend', backend] : []), ...threads, ...pin];
     // Their lines go through the coordinator's writer, so they print above the progress bar.
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream, crlfDelay: Infinity }).on('line', writeLine);

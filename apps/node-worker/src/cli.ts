@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { availableParallelism, cpus, hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { NODE_BACKENDS } from '@chorus/backend/node';
@@ -9,11 +9,18 @@ import { microBatchFor } from '@chorus/backend';
 import { formatLogLine } from '@chorus/protocol';
 import { ChorusWorker, type WorkerLog, type WorkerStatus } from '@chorus/worker';
 import { createWsConnect, workerUrl } from './ws-transport.js';
+import { ReplicaThreadPool } from './threads/pool.js';
 import { chooseWorkerBackend, logChoice } from './choose-backend.js';
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+  return n;
+};
+
+const positiveInteger = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
   return n;
 };
 
@@ -24,6 +31,7 @@ const program = new Command()
   .requiredOption('--token <token>', 'join token printed by the coordinator')
   .addOption(new Option('--backend <name>', 'force a TensorFlow.js backend').choices([...NODE_BACKENDS]))
   .option('--micro-batch <n>', 'most examples per forward/backward pass (default: by backend)', positive('--micro-batch'))
+  .option('--threads <n>', 'replicas on wasm/cpu, one per thread (default: the cores available); GPU backends keep one', positiveInteger('--threads'))
   .option('--name <name>', 'a name for logs', hostname())
   .option('--slowdown <x>', 'behave like a device this many times slower (tests, benchmarks)', positive('--slowdown'), 1)
   .option('--quiet', 'no progress lines')
@@ -63,7 +71,7 @@ async function main(): Promise<void> {
   tf.env().set('PROD', true);
   program.parse();
   const [rawUrl] = program.args;
-  const opts = program.opts<{ token: string; backend?: string; microBatch?: number; name: string; slowdown: number; quiet?: boolean; ca?: string; certFingerprint?: string }>();
+  const opts = program.opts<{ token: string; backend?: string; microBatch?: number; threads?: number; name: string; slowdown: number; quiet?: boolean; ca?: string; certFingerprint?: string }>();
   const log = workerLog(opts.name);
   const url = workerUrl(rawUrl);
   // Read before choosing a backend (which takes seconds), so a wrong path fails at once.
@@ -77,6 +85,14 @@ async function main(): Promise<void> {
     log,
   });
   logChoice(log, backend);
+  // Only CPU backends gain from more replicas: a GPU is one device, already used by one.
+  const cpuBackend = backend.tfBackend === 'wasm' || backend.tfBackend === 'cpu' ? backend.tfBackend : null;
+  const threads = cpuBackend ? (opts.threads ?? availableParallelism()) : 1;
+  if (opts.threads !== undefined && opts.threads > 1 && !cpuBackend) {
+    log('info', '--threads applies to wasm and cpu only; one replica', { backend: backend.tfBackend });
+  }
+  const pool = cpuBackend && threads > 1 ? await ReplicaThreadPool.start(threads, cpuBackend) : null;
+  if (pool) log('info', `training on ${threads} threads`, { backend: backend.tfBackend });
   let lastLine = 0;
   let lastStepsDone = -1;
   const worker = new ChorusWorker({
@@ -87,12 +103,13 @@ async function main(): Promise<void> {
       kind: 'node',
       backend: backend.tfBackend,
       device: backend.device,
-      cores: cpus().length,
+      cores: cpuBackend ? threads : cpus().length,
       microBatch: microBatchFor(backend.tfBackend, 'node', opts.microBatch),
       agent: `node ${process.version} ${process.platform}-${process.arch} ${opts.name}`,
       backends: backend.measurements,
     },
     slowdown: opts.slowdown,
+    ...(pool ? { shardComputer: pool } : {}),
     log,
     onStatus: (s: WorkerStatus) => {
       const now = Date.now();
@@ -112,7 +129,11 @@ async function main(): Promise<void> {
   const stop = () => worker.stop('worker interrupted');
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  await worker.start();
+  try {
+    await worker.start();
+  } finally {
+    await pool?.close();
+  }
   process.exit(0);
 }
 

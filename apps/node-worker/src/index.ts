@@ -1,1 +1,2 @@
 export * from './ws-transport.js';
+export { ReplicaThreadPool, splitRanges } from './threads/pool.js';

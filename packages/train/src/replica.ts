@@ -33,6 +33,55 @@ export interface ReplicaOptions {
   bnGroup: number;
 }
 
+/** Micro-batches of a shard of `count` examples, cut only at BatchNorm group boundaries. */
+export function microBatchRanges(count: number, microBatch: number, bnGroup: number): [number, number][] {
+  const g = bnGroup;
+  const size = Math.max(g, Math.floor(microBatch / g) * g);
+  const out: [number, number][] = [];
+  for (let start = 0; start < count; start += size) {
+    const end = Math.min(count, start + size);
+    const whole = Math.floor((end - start) / g) * g;
+    // A trailing partial group is its own micro-batch (and its own BatchNorm group).
+    if (end - start > g && whole < end - start) {
+      out.push([start, start + whole], [start + whole, end]);
+    } else {
+      out.push([start, end]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Length of the raw sums of a micro-batch (Replica.microBatchSums): the gradient, the loss, the
+ * correct count, then per BatchNorm layer n*mean and n*E[x^2] of its channels.
+ */
+export function shardSumsLength(layout: WeightLayout): number {
+  return layout.paramCount + 2 + layout.bnStatCount;
+}
+
+/**
+ * A shard's result from its raw sums (the read-back of Replica.computeGradients, or the sums of
+ * micro-batches added elsewhere in the same order). `sums` is kept: the gradient is a view of it.
+ */
+export function finishShardSums(layout: WeightLayout, count: number, data: Float32Array): ShardGradient {
+  const P = layout.paramCount;
+  const half = layout.bnStatCount / 2;
+  // The read-back array is ours alone: hand out a view instead of copying 4 bytes per parameter.
+  const gradient = data.subarray(0, P);
+  const moments = new Float32Array(layout.bnStatCount);
+  let at = P + 2;
+  for (const entry of layout.bn) {
+    for (let c = 0; c < entry.channels; c++) {
+      const mean = data[at + c] / count;
+      const square = data[at + entry.channels + c] / count;
+      moments[entry.meanOffset + c] = mean;
+      moments[half + entry.meanOffset + c] = Math.max(0, square - mean * mean);
+    }
+    at += 2 * entry.channels;
+  }
+  return { count, gradient, lossSum: data[P], correct: data[P + 1], bn: { count, moments } };
+}
+
 /**
  * One copy of the model on the current tfjs backend. It holds no optimizer and no master
  * weights: it computes gradients and evaluations for whatever parameters it is given, which is
@@ -88,20 +137,7 @@ export class Replica {
 
   /** Micro-batches that cut the shard only at BatchNorm group boundaries. */
   chunks(count: number): [number, number][] {
-    const g = this.bnGroup;
-    const size = Math.max(g, Math.floor(this.microBatch / g) * g);
-    const out: [number, number][] = [];
-    for (let start = 0; start < count; start += size) {
-      const end = Math.min(count, start + size);
-      const whole = Math.floor((end - start) / g) * g;
-      // A trailing partial group is its own micro-batch (and its own BatchNorm group).
-      if (end - start > g && whole < end - start) {
-        out.push([start, start + whole], [start + whole, end]);
-      } else {
-        out.push([start, end]);
-      }
-    }
-    return out;
+    return microBatchRanges(count, this.microBatch, this.bnGroup);
   }
 
   private batchTensors(images: Float32Array, labels: Uint8Array, start: number, end: number) {
@@ -119,7 +155,6 @@ export class Replica {
   async computeGradients(images: Float32Array, labels: Uint8Array): Promise<ShardGradient> {
     const count = this.checkShard(images, labels);
     if (count === 0) throw new Error('shard: at least one example is needed');
-    const half = this.layout.bnStatCount / 2;
     let gradSum: tf.Tensor[] | null = null;
     let lossSum: tf.Tensor | null = null;
     let correct: tf.Tensor | null = null;
@@ -166,21 +201,42 @@ export class Replica {
     tf.dispose([...gradSum!, ...momentSums!, lossSum!, correct!]);
     const data = (await flat.data()) as Float32Array;
     flat.dispose();
-    const P = this.layout.paramCount;
-    // The read-back array is ours alone: hand out a view instead of copying 4 bytes per parameter.
-    const gradient = data.subarray(0, P);
-    const moments = new Float32Array(this.layout.bnStatCount);
-    let at = P + 2;
-    for (const entry of this.layout.bn) {
-      for (let c = 0; c < entry.channels; c++) {
-        const mean = data[at + c] / count;
-        const square = data[at + entry.channels + c] / count;
-        moments[entry.meanOffset + c] = mean;
-        moments[half + entry.meanOffset + c] = Math.max(0, square - mean * mean);
-      }
-      at += 2 * entry.channels;
+    return finishShardSums(this.layout, count, data);
+  }
+
+  /**
+   * The raw sums (see shardSumsLength) of one micro-batch [start, end) of a shard, which must
+   * not cut a BatchNorm group. Added in micro-batch order with float32 additions they are
+   * exactly what computeGradients sums on the device, so a shard's micro-batches can be
+   * computed by different replicas (threads) without changing a bit.
+   */
+  async microBatchSums(images: Float32Array, labels: Uint8Array, start: number, end: number): Promise<Float32Array> {
+    const count = this.checkShard(images, labels);
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= count)) {
+      throw new Error(`micro-batch [${start}, ${end}) is not inside a shard of ${count}`);
     }
-    return { count, gradient, lossSum: data[P], correct: data[P + 1], bn: { count, moments } };
+    const n = end - start;
+    const flat = tf.tidy(() => {
+      const { x, y } = this.batchTensors(images, labels, start, end);
+      let kept: tf.Tensor[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const out = forward(this.graph, this.layout, this.variables, x, { kind: 'batch', groupSize: this.bnGroup });
+        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), tf.argMax(y, 1)), 'float32'));
+        const moments = out.batchStats.flatMap(({ mean, variance }) => [
+          tf.mul(mean, n),
+          tf.mul(tf.add(variance, tf.square(mean)), n),
+        ]);
+        kept = [hits, ...moments].map((t) => tf.keep(t));
+        return tf.sum(tf.mul(y, tf.neg(tf.logSoftmax(out.logits)))) as tf.Scalar;
+      }, this.variables);
+      const [hits, ...moments] = kept;
+      const out = tf.concat([...this.variables.map((v) => tf.reshape(grads[v.name], [-1])), tf.reshape(value, [1]), tf.reshape(hits, [1]), ...moments.map((m) => tf.reshape(m, [-1]))]);
+      tf.dispose(kept);
+      return out;
+    });
+    const data = (await flat.data()) as Float32Array;
+    flat.dispose();
+    return data;
   }
 
   /** Loss and accuracy with BatchNorm in inference mode (running statistics). */

@@ -1,3 +1,4 @@
+import type { ResNetV2Spec } from '@chorus/model';
 import type { Replica } from '@chorus/train';
 import type { ShardResult } from '@chorus/protocol';
 import { shardImages } from './shard-input.js';
@@ -26,4 +27,23 @@ export async function computeShard(replica: Replica, shard: ShardInput, now: () 
     gradient: result.gradient,
     bnMoments: result.bn.moments,
   };
+}
+
+/** What a shard is computed with: the model, the BatchNorm group, and the weights to use. */
+export interface ShardModel {
+  spec: ResNetV2Spec;
+  bnGroup: number;
+  microBatch: number;
+  /** The weights every shard is computed at until `paramsVersion` changes. */
+  params: Float32Array;
+  /** Changes whenever `params` (or their contents) change. */
+  paramsVersion: number;
+}
+
+/**
+ * Computes shards somewhere other than the worker's own replica (a Node worker's threads). It
+ * must return what computeShard would, bit for bit; the worker's replica still evaluates.
+ */
+export interface ShardComputer {
+  compute(model: ShardModel, shard: ShardInput, now: () => number): Promise<ShardResult>;
 }

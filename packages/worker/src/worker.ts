@@ -20,7 +20,7 @@ import {
   type LogFields,
   type LogLevel,
 } from '@chorus/protocol';
-import { computeShard } from './compute-shard.js';
+import { computeShard, type ShardComputer } from './compute-shard.js';
 import { shardImages } from './shard-input.js';
 import type { Connect, Transport } from './transport.js';
 
@@ -65,6 +65,8 @@ export interface WorkerOptions {
   /** Browser tabs report whether they are hidden. */
   isHidden?: () => boolean;
   clock?: WorkerClock;
+  /** Computes training shards instead of the worker's replica (Node: one replica per core). */
+  shardComputer?: ShardComputer;
 }
 
 /** Close codes after which reconnecting cannot help. */
@@ -88,6 +90,9 @@ export class ChorusWorker {
   private publicParams: Float32Array | null = null;
   /** Rounding the uplink loses, carried to the next shard; reset by every welcome. */
   private errorFeedback: ErrorFeedback | null = null;
+  /** The weights the replica holds, and a counter of their changes, for a shardComputer. */
+  private params: Float32Array | null = null;
+  private paramsVersion = 0;
   private queue: Promise<void> = Promise.resolve();
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopping = false;
@@ -250,7 +255,7 @@ export class ChorusWorker {
     // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
     this.errorFeedback = new ErrorFeedback(this.codec, message.run.paramCount);
     this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
-    this.replica.setParams(message.params);
+    this.setParams(this.publicParams ?? message.params);
     this.bnStats = message.bnStats.slice();
     this.setStatus({ state: 'ready', workerId: message.workerId, version: message.version });
     this.log('info', `joined as ${message.workerId}`, { preset: message.run.preset, params: message.run.paramCount, weights: `v${message.version}` });
@@ -260,7 +265,7 @@ export class ChorusWorker {
   private onUpdate(message: Update): void {
     if (!this.replica || !this.codec) return;
     if (message.params) {
-      this.replica.setParams(message.params);
+      this.setParams(message.params);
     } else if (message.delta && this.publicParams) {
       if (message.version !== this.status.version + 1) {
         // A delta is relative to the previous version: applied to any other it would leave this
@@ -270,10 +275,16 @@ export class ChorusWorker {
         return;
       }
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
-      this.replica.setParams(this.publicParams);
+      this.setParams(this.publicParams);
     }
     this.bnStats = message.bnStats.slice();
     this.setStatus({ version: message.version });
+  }
+
+  private setParams(params: Float32Array): void {
+    this.replica!.setParams(params);
+    this.params = params;
+    this.paramsVersion++;
   }
 
   /** The public weights this worker computes at (a copy), for tests that compare workers bit for bit. */
@@ -289,7 +300,15 @@ export class ChorusWorker {
       return;
     }
     this.setStatus({ state: 'training' });
-    const result = await computeShard(this.replica, message, () => this.clock.now());
+    const now = () => this.clock.now();
+    const computer = this.options.shardComputer;
+    const result = computer && this.run && this.params
+      ? await computer.compute(
+          { spec: this.run.spec as ResNetV2Spec, bnGroup: this.run.bnGroup, microBatch: this.replica.microBatch, params: this.params, paramsVersion: this.paramsVersion },
+          message,
+          now,
+        )
+      : await computeShard(this.replica, message, now);
     const slowdown = this.options.slowdown ?? 1;
     if (slowdown > 1) {
       await this.clock.sleep((slowdown - 1) * result.computeMs);
