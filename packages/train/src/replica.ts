@@ -161,25 +161,10 @@ export class Replica {
     // Per BN layer: sum of n*mean and of n*(var + mean^2), pooled on the device.
     let momentSums: tf.Tensor[] | null = null;
     for (const [start, end] of this.chunks(count)) {
-      const n = end - start;
       // Between micro-batches, let timers and sockets run (heartbeats, progress, messages).
       if (start > 0) await new Promise((resolve) => setTimeout(resolve, 0));
       const step = tf.tidy(() => {
-        const { x, y } = this.batchTensors(images, labels, start, end);
-        // Tensors made inside variableGrads' function are freed when it returns, except kept ones.
-        let kept: tf.Tensor[] = [];
-        const { value, grads } = tf.variableGrads(() => {
-          const out = forward(this.graph, this.layout, this.variables, x, { kind: 'batch', groupSize: this.bnGroup });
-          const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), tf.argMax(y, 1)), 'float32'));
-          const moments = out.batchStats.flatMap(({ mean, variance }) => [
-            tf.mul(mean, n),
-            tf.mul(tf.add(variance, tf.square(mean)), n),
-          ]);
-          kept = [hits, ...moments].map((t) => tf.keep(t));
-          return tf.sum(tf.mul(y, tf.neg(tf.logSoftmax(out.logits)))) as tf.Scalar;
-        }, this.variables);
-        const ordered = this.variables.map((v) => grads[v.name]);
-        const [hits, ...moments] = kept;
+        const { value, ordered, hits, moments, kept } = this.microBatchStep(images, labels, start, end);
         const merged = (prev: tf.Tensor[] | null, next: tf.Tensor[]) => (prev ? next.map((t, i) => tf.add(prev[i], t)) : next);
         const result = {
           grads: merged(gradSum, ordered),
@@ -215,28 +200,36 @@ export class Replica {
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end && end <= count)) {
       throw new Error(`micro-batch [${start}, ${end}) is not inside a shard of ${count}`);
     }
-    const n = end - start;
     const flat = tf.tidy(() => {
-      const { x, y } = this.batchTensors(images, labels, start, end);
-      let kept: tf.Tensor[] = [];
-      const { value, grads } = tf.variableGrads(() => {
-        const out = forward(this.graph, this.layout, this.variables, x, { kind: 'batch', groupSize: this.bnGroup });
-        const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), tf.argMax(y, 1)), 'float32'));
-        const moments = out.batchStats.flatMap(({ mean, variance }) => [
-          tf.mul(mean, n),
-          tf.mul(tf.add(variance, tf.square(mean)), n),
-        ]);
-        kept = [hits, ...moments].map((t) => tf.keep(t));
-        return tf.sum(tf.mul(y, tf.neg(tf.logSoftmax(out.logits)))) as tf.Scalar;
-      }, this.variables);
-      const [hits, ...moments] = kept;
-      const out = tf.concat([...this.variables.map((v) => tf.reshape(grads[v.name], [-1])), tf.reshape(value, [1]), tf.reshape(hits, [1]), ...moments.map((m) => tf.reshape(m, [-1]))]);
+      const { value, ordered, hits, moments, kept } = this.microBatchStep(images, labels, start, end);
+      const out = tf.concat([...ordered.map((g) => tf.reshape(g, [-1])), tf.reshape(value, [1]), tf.reshape(hits, [1]), ...moments.map((m) => tf.reshape(m, [-1]))]);
       tf.dispose(kept);
       return out;
     });
     const data = (await flat.data()) as Float32Array;
     flat.dispose();
     return data;
+  }
+
+  /**
+   * Forward and backward of one micro-batch [start, end), inside the caller's tf.tidy: the loss
+   * sum, the gradients in layout order, the correct count and the BatchNorm moment sums (n*mean,
+   * n*(var + mean^2) per layer). `kept` are the tensors the caller must dispose once it has used
+   * hits and moments (variableGrads frees everything else its function made).
+   */
+  private microBatchStep(images: Float32Array, labels: Uint8Array, start: number, end: number) {
+    const n = end - start;
+    const { x, y } = this.batchTensors(images, labels, start, end);
+    let kept: tf.Tensor[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const out = forward(this.graph, this.layout, this.variables, x, { kind: 'batch', groupSize: this.bnGroup });
+      const hits = tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), tf.argMax(y, 1)), 'float32'));
+      const moments = out.batchStats.flatMap(({ mean, variance }) => [tf.mul(mean, n), tf.mul(tf.add(variance, tf.square(mean)), n)]);
+      kept = [hits, ...moments].map((t) => tf.keep(t));
+      return tf.sum(tf.mul(y, tf.neg(tf.logSoftmax(out.logits)))) as tf.Scalar;
+    }, this.variables);
+    const [hits, ...moments] = kept;
+    return { value, ordered: this.variables.map((v) => grads[v.name]), hits, moments, kept };
   }
 
   /** Loss and accuracy with BatchNorm in inference mode (running statistics). */

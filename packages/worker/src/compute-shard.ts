@@ -1,5 +1,5 @@
 import type { ResNetV2Spec } from '@chorus/model';
-import type { Replica } from '@chorus/train';
+import type { Replica, ShardGradient } from '@chorus/train';
 import type { ShardResult } from '@chorus/protocol';
 import { shardImages } from './shard-input.js';
 
@@ -18,15 +18,12 @@ export interface ShardInput {
 export async function computeShard(replica: Replica, shard: ShardInput, now: () => number = () => performance.now()): Promise<ShardResult> {
   const start = now();
   const images = shardImages(shard.pixels, shard.indices, shard.augmentSeed >= 0 ? shard.augmentSeed : null);
-  const result = await replica.computeGradients(images, shard.labels);
-  return {
-    count: result.count,
-    lossSum: result.lossSum,
-    correct: result.correct,
-    computeMs: now() - start,
-    gradient: result.gradient,
-    bnMoments: result.bn.moments,
-  };
+  return toShardResult(await replica.computeGradients(images, shard.labels), now() - start);
+}
+
+/** A replica's gradient sums as the wire's ShardResult, with the time they took. */
+export function toShardResult(sums: ShardGradient, computeMs: number): ShardResult {
+  return { count: sums.count, lossSum: sums.lossSum, correct: sums.correct, computeMs, gradient: sums.gradient, bnMoments: sums.bn.moments };
 }
 
 /** What a shard is computed with: the model, the BatchNorm group, and the weights to use. */

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model';
 import type { ShardResult } from '@chorus/protocol';
 import { finishShardSums, microBatchRanges, shardSumsLength } from '@chorus/train';
-import type { ShardComputer, ShardInput, ShardModel } from '@chorus/worker';
+import { toShardResult, type ShardComputer, type ShardInput, type ShardModel } from '@chorus/worker';
 import type { FromThread, ThreadData, ToThread } from './messages.js';
 
 const PIXELS = 3072;
@@ -175,15 +175,7 @@ export class ReplicaThreadPool implements ShardComputer {
         first = false;
       }
     }
-    const result = finishShardSums(layout, count, total);
-    return {
-      count: result.count,
-      lossSum: result.lossSum,
-      correct: result.correct,
-      computeMs: now() - start,
-      gradient: result.gradient,
-      bnMoments: result.bn.moments,
-    };
+    return toShardResult(finishShardSums(layout, count, total), now() - start);
   }
 
   async close(): Promise<void> {
