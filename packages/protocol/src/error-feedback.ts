@@ -40,8 +40,9 @@ export class ErrorFeedback {
     if (!residual || !corrected) return this.codec.encode(sum);
     for (let i = 0; i < sum.length; i++) corrected[i] = sum[i] + residual[i];
     const payload = this.codec.encode(corrected);
-    // What the coordinator will decode, bit for bit: the same pure decode it runs.
-    const decoded = this.codec.decode(payload, this.length);
+    // What the coordinator will decode, bit for bit: the same pure expansion it runs. A NaN in
+    // the sum travels on (the coordinator refuses it, as under fp32, and the rejoin resets this).
+    const decoded = this.codec.expand(payload);
     for (let i = 0; i < corrected.length; i++) residual[i] = corrected[i] - decoded[i];
     return payload;
   }

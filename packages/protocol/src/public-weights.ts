@@ -3,10 +3,13 @@ import type { EncodedVector, GradientCodec } from './gradient-codec.js';
 /**
  * Adds a decoded delta to public weights in place. The coordinator's copy and every worker's
  * go through this one function, so all of them hold the same bits: decoding is a pure function
- * of the payload and float32 addition is correctly rounded in every JavaScript engine.
+ * of the payload and float32 addition is correctly rounded in every JavaScript engine. The
+ * payload is sound already (a worker's came through parseMessage; the coordinator's own was
+ * just encoded), so it is expanded without decode's checks; its length must match.
  */
 export function applyDelta(codec: GradientCodec, payload: EncodedVector, weights: Float32Array): void {
-  const delta = codec.decode(payload, weights.length);
+  if (payload.values.length !== weights.length) throw new Error(`a delta of ${payload.values.length} values for ${weights.length} weights`);
+  const delta = codec.expand(payload);
   for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
 }
 

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { CLOSE_CODES, ProtocolError, type ErrorCode, type GradientCodec, type Hello, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, type ErrorCode, type GradientCodec, type Hello, type Message } from '@chorus/protocol';
 import type { Connection } from '../http/connection.js';
 import type { ChorusMetrics } from '../ops/metrics.js';
 import type { RunLog } from '../ops/run-log.js';
@@ -81,14 +81,9 @@ export class Fleet {
         if (!worker.awaiting.delete(message.shardId)) return neverSent('bad-gradient', 'a gradient', message.shardId);
         const training = this.host.training();
         if (!training || message.step !== training.step) return null; // a late reply
-        let gradient: Float32Array;
-        try {
-          // fp32 hands back the received view; fp16 and int8 decode into a fresh array.
-          gradient = this.codec.decode({ values: message.gradient, scales: message.scales }, message.gradient.length);
-        } catch (error) {
-          if (error instanceof ProtocolError) return { code: 'bad-gradient', message: error.message };
-          throw error;
-        }
+        // parseMessage has checked every value and scale and the run's codec: expand, do not
+        // scan again. fp32 hands back the received view; fp16 and int8 expand into a new array.
+        const gradient = this.codec.expand({ values: message.gradient, scales: message.scales });
         const outcome = training.round.accept(worker, message.shardId, message.count, { ...message, gradient });
         if (outcome.kind === 'refused') return { code: 'bad-gradient', message: outcome.reason };
         if (outcome.kind === 'accepted') {
