@@ -18,7 +18,7 @@ import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMet
 import { loadCifar10 } from '@chorus/data/node';
 import { trainLocally } from '@chorus/local-trainer';
 import { PRESETS } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, encodeMessage, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, PROTOCOL_VERSION, decodeFrame, encodeMessage, getGradientCodec, type Message } from '@chorus/protocol';
 import { cifarDir, startWorker, waitFor } from './support.js';
 
 const SCALE = Math.max(0.1, Number(process.env.CHORUS_FUZZ_SCALE ?? 1));
@@ -103,7 +103,7 @@ const hostileHeader = fc
     value: hostileValue,
     tails: fc.oneof(
       fc.constant([] as unknown[]),
-      fc.array(fc.tuple(hostileString.filter((s) => s.length < 100), fc.constantFrom('f32', 'i32', 'u8', 'f64', 'x', 7), hostileNumber), { maxLength: 3 }),
+      fc.array(fc.tuple(hostileString.filter((s) => s.length < 100), fc.constantFrom('f32', 'i32', 'u8', 'u16', 'i8', 'f64', 'x', 7), hostileNumber), { maxLength: 3 }),
     ),
   })
   .map(({ base, field, value, tails }) => {
@@ -317,5 +317,74 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
     await honest.kill();
     await running.catch(() => undefined);
     await server.close();
+  }
+});
+
+test('compressed runs: mutated fp16 and int8 gradients for a shard the client really holds are refused or counted, never crash', { timeout: 300_000 }, async (t) => {
+  for (const codecName of ['fp16', 'int8'] as const) {
+    const codec = getGradientCodec(codecName);
+    const metrics = createMetrics();
+    const log = createLogger({ quiet: true, write: () => undefined });
+    // One BatchNorm group a batch: each fuzz client, alone in the run, holds the whole step.
+    const coordinator = new Coordinator({
+      config: { ...config, batch: 8, codec: codecName },
+      options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 1, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, minDeadlineMs: 3_600_000, firstShardDeadlineMs: 3_600_000 },
+      data,
+      token: TOKEN,
+      log,
+      metrics,
+    });
+    const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log, limits: { authFailures: 0 } });
+    const { port } = await server.listen();
+    const running = coordinator.run();
+    const { paramCount, bnStatCount } = coordinator.layout;
+    let refused = 0;
+    let counted = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            scale: fc.double({ min: -1e-2, max: 1e-2, noNaN: true }),
+            flips: fc.array(fc.nat({ max: 64 * 1024 }), { minLength: 1, maxLength: 6 }),
+          }),
+          async ({ scale, flips }) => {
+            const ended = await attack(port, (ws) => {
+              let answered = false;
+              ws.on('message', (raw: Buffer) => {
+                const m = decodeFrame(new Uint8Array(raw)) as { type: string; shardId?: number; step?: number; indices?: Int32Array };
+                if (m.type !== 'assign' || answered) return;
+                answered = true;
+                const count = m.indices!.length;
+                const sum = Float32Array.from({ length: paramCount }, (_, i) => scale * Math.sin(i + 1) * count);
+                const { values, scales } = codec.encode(sum);
+                const frame = encodeMessage({
+                  type: 'gradient', v: PROTOCOL_VERSION, step: m.step, shardId: m.shardId, count, lossSum: 2 * count, correct: 1, computeMs: 1,
+                  gradient: values, ...(scales ? { scales } : {}), bnMoments: new Float32Array(bnStatCount).fill(0.5),
+                } as unknown as Message);
+                ws.send(flipBits(frame, flips));
+                // Leave at once: the close frame follows the gradient on the same stream, so the
+                // server has refused or counted the gradient before it reads the close.
+                ws.close(1000);
+              });
+              ws.send(helloWith(TOKEN));
+            });
+            if (ended.code === 1000 || ended.code === 1005) counted += 1;
+            else {
+              refused += 1;
+              assertRefused(ended, `${codecName} gradient`);
+            }
+          },
+        ),
+        { numRuns: runs(100), seed: Number(process.env.CHORUS_FUZZ_SEED ?? Date.now() % 2 ** 31) },
+      );
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+      assert.ok(coordinator.params.every(Number.isFinite), 'no refused payload reached the weights');
+      assert.ok(coordinator.workerParams.every(Number.isFinite));
+      t.diagnostic(`${codecName}: ${refused} mutated gradients refused, ${counted} counted, ${coordinator.step} steps`);
+    } finally {
+      coordinator.stop();
+      await running.catch(() => undefined);
+      await server.close();
+    }
   }
 });
