@@ -8,7 +8,7 @@
  *
  *   npm run build && cd apps/node-worker && npx tsx bench/cpu-vs-pytorch.bench.ts [--steps 5]
  *
- * Without torch it says how to install it and still reports Chorus' numbers. A benchmark, never
+ * CHORUS_PYTHON picks another Python (default /usr/bin/python3). Without torch it says how to install it and still reports Chorus' numbers. A benchmark, never
  * a test: it does not fail on a slow machine.
  */
 import { execFileSync } from 'node:child_process';
@@ -29,7 +29,8 @@ import { ReplicaThreadPool } from '../src/threads/pool.js';
 import { benchShards, loadTrainSplit, sameBits, timeShards } from './shard-timing.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const python = '/usr/bin/python3';
+// Debian's python3-torch lives under /usr/bin/python3, not in a python3 that PATH may find first.
+const python = process.env.CHORUS_PYTHON ?? '/usr/bin/python3';
 const script = resolve(root, 'bench/pytorch/resnet20v2_step.py');
 const list = (value: string) => value.split(',').map(Number);
 
