@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
+import { fp16Codec, int8Codec } from '@chorus/protocol';
 import { StepReducer, type ReducibleShard } from '../src/run/reducer.js';
 
 const layout = weightLayout(buildGraph(PRESETS.tiny));
@@ -11,7 +12,7 @@ function shard(count: number, fill: number): ReducibleShard {
   bnMoments.fill(fill, 0, layout.bnStatCount / 2);
   bnMoments.fill(1, layout.bnStatCount / 2);
   // Workers send sums over their examples: a per-example gradient of `fill` everywhere.
-  return { count, lossSum: count * fill, correct: count, gradient: new Float32Array(P).fill(count * fill), bnMoments };
+  return { count, lossSum: count * fill, correct: count, gradient: { values: new Float32Array(P).fill(count * fill) }, bnMoments };
 }
 
 test('sums every range once, in batch order, and takes the mean', () => {
@@ -63,13 +64,13 @@ test('a withdrawn range can be re-planned in pieces; its old answer is then refu
 test('the result does not depend on arrival order, bit for bit', () => {
   const parts = [0, 1, 2, 3].map((i) => {
     const s = shard(8, 0);
-    s.gradient = new Float32Array(P).map((_, j) => Math.sin(i * 7 + j) * 10 ** (i - 2));
+    s.gradient = { values: new Float32Array(P).map((_, j) => Math.sin(i * 7 + j) * 10 ** (i - 2)) };
     return s;
   });
   const run = (order: number[]) => {
     const r = new StepReducer(layout, 32);
     for (let i = 0; i < 4; i++) r.expect(i * 8, i * 8 + 8);
-    for (const i of order) r.accept(i * 8, i * 8 + 8, { ...parts[i], gradient: parts[i].gradient.slice() });
+    for (const i of order) r.accept(i * 8, i * 8 + 8, { ...parts[i], gradient: { values: parts[i].gradient.values.slice() } });
     return r.totals().gradient;
   };
   assert.deepEqual(run([3, 1, 0, 2]), run([0, 1, 2, 3]));
@@ -101,4 +102,29 @@ test('shards of unequal size count by their examples, not as equals', () => {
   assert.equal(t.bn.moments[half - 1], 2);
   assert.equal(t.bn.moments[half], 3);
   assert.equal(t.bn.moments[layout.bnStatCount - 1], 3);
+});
+
+test('compressed gradients are summed from their payloads, bit for bit as expanding them first', () => {
+  for (const codec of [fp16Codec, int8Codec]) {
+    const sums = [0, 1, 2].map((i) => new Float32Array(P).map((_, j) => Math.cos(i * 5 + j) * 10 ** (i - 3)));
+    const payloads = sums.map((g) => codec.encode(g));
+    const r = new StepReducer(layout, 24, codec);
+    for (let i = 0; i < 3; i++) r.expect(i * 8, i * 8 + 8);
+    for (const i of [2, 0, 1]) r.accept(i * 8, i * 8 + 8, { ...shard(8, 0), gradient: payloads[i]! });
+    // The reference: expand each payload, add in batch order, divide by the batch.
+    const expected = new Float32Array(P);
+    for (const p of payloads) {
+      const e = codec.expand(p);
+      for (let j = 0; j < P; j++) expected[j] += e[j]!;
+    }
+    for (let j = 0; j < P; j++) expected[j] = expected[j]! / 24;
+    assert.deepEqual(new Uint32Array(r.totals().gradient.buffer), new Uint32Array(expected.buffer), codec.name);
+  }
+});
+
+test('a gradient of the wrong length is refused before it touches the sum', () => {
+  const r = new StepReducer(layout, 8);
+  r.expect(0, 8);
+  assert.throws(() => r.accept(0, 8, { ...shard(8, 1), gradient: { values: new Float32Array(P - 1) } }), /gradient values/);
+  assert.deepEqual(r.pending(), [{ start: 0, end: 8 }]);
 });

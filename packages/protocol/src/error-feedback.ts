@@ -39,12 +39,10 @@ export class ErrorFeedback {
     const { residual, corrected } = this;
     if (!residual || !corrected) return this.codec.encode(sum);
     for (let i = 0; i < sum.length; i++) corrected[i] = sum[i] + residual[i];
-    const payload = this.codec.encode(corrected);
-    // What the coordinator will decode, bit for bit: the same pure expansion it runs. A NaN in
-    // the sum travels on (the coordinator refuses it, as under fp32, and the rejoin resets this).
-    const decoded = this.codec.expand(payload);
-    for (let i = 0; i < corrected.length; i++) residual[i] = corrected[i] - decoded[i];
-    return payload;
+    // The residual is what the coordinator will not decode, bit for bit (encode computes it
+    // with the same expansion). A NaN in the sum travels on: the coordinator refuses it, as
+    // under fp32, and the rejoin resets this.
+    return this.codec.encode(corrected, residual);
   }
 
   /** Drops the carried residual (after a join or rejoin, see the class comment). */

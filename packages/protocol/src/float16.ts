@@ -85,3 +85,9 @@ export function firstNonFiniteHalf(bits: Uint16Array): number {
   }
   return -1;
 }
+
+/** target[i] += the float32 value of bits[i] (sound halves only, as for decodeFloat16). */
+export function addFloat16(bits: Uint16Array, target: Float32Array): void {
+  const table = DECODE_TABLE;
+  for (let i = 0; i < target.length; i++) target[i] += table[bits[i]];
+}

@@ -9,8 +9,7 @@ import type { EncodedVector, GradientCodec } from './gradient-codec.js';
  */
 export function applyDelta(codec: GradientCodec, payload: EncodedVector, weights: Float32Array): void {
   if (payload.values.length !== weights.length) throw new Error(`a delta of ${payload.values.length} values for ${weights.length} weights`);
-  const delta = codec.expand(payload);
-  for (let i = 0; i < weights.length; i++) weights[i] += delta[i];
+  codec.addTo(payload, weights);
 }
 
 /**

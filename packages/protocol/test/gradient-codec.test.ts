@@ -171,3 +171,45 @@ test('getGradientCodec finds each codec and names the known codecs for anything 
   );
   assert.throws(() => getGradientCodec('toString'), /unknown gradient codec/);
 });
+
+test('int8 quanta are Math.round(x / scale), halves and the values just below them included', () => {
+  // One block whose scale is exactly 1 (max 127), then values at, above and below k + 0.5.
+  const x = new Float32Array(INT8_BLOCK);
+  x[0] = 127;
+  let i = 1;
+  for (let k = -126; k < 126 && i < INT8_BLOCK; k += 3) {
+    for (const v of [k + 0.5, Math.fround(k + 0.5 - 2 ** -20), Math.fround(k + 0.5 + 2 ** -20)]) if (i < INT8_BLOCK) x[i++] = v;
+  }
+  const payload = int8Codec.encode(x);
+  assert.equal(payload.scales![0], 1);
+  for (let j = 0; j < INT8_BLOCK; j++) assert.equal(payload.values[j], Math.round(x[j]), `x = ${x[j]}`);
+  // A scale that is not a power of two: the quotient itself lands just below a half.
+  const y = Float32Array.from({ length: 2 }, (_, j) => (j === 0 ? 127 * 3 : 0.49999999999999994 * 3));
+  const s = Math.fround(y[0] / 127);
+  assert.deepEqual([...int8Codec.encode(y).values], [127, Math.round(y[1] / s)]);
+});
+
+test('encode(values, lost) gives what expand will not give back, bit for bit, in every codec', () => {
+  for (const codec of [fp32Codec, fp16Codec, int8Codec]) {
+    const x = gradientLike(3 * INT8_BLOCK + 5, 7);
+    x[11] = 1e6; // fp16 clamps it
+    const lost = new Float32Array(x.length).fill(NaN);
+    const payload = codec.encode(x, lost);
+    const expanded = codec.expand(payload);
+    for (let i = 0; i < x.length; i++) assert.ok(Object.is(lost[i], Math.fround(x[i] - expanded[i])), `${codec.name} element ${i}`);
+    assert.throws(() => codec.encode(x, new Float32Array(1)), /room for 1 lost values/);
+  }
+});
+
+test('addTo adds exactly what expand gives, for every codec', () => {
+  for (const codec of [fp32Codec, fp16Codec, int8Codec]) {
+    const payload = codec.encode(gradientLike(4 * INT8_BLOCK + 9, 11));
+    const start = gradientLike(4 * INT8_BLOCK + 9, 12);
+    const viaExpand = start.slice();
+    const expanded = codec.expand(payload);
+    for (let i = 0; i < viaExpand.length; i++) viaExpand[i] += expanded[i];
+    const viaAddTo = start.slice();
+    codec.addTo(payload, viaAddTo);
+    assert.deepEqual(new Uint32Array(viaAddTo.buffer), new Uint32Array(viaExpand.buffer), codec.name);
+  }
+});

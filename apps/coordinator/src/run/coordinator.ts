@@ -92,7 +92,6 @@ export class Coordinator {
       history: this.history,
       metrics: deps.metrics,
       batch: { size: deps.config.batch, bnGroup: deps.config.bnGroup },
-      codec: this.codec,
       host: {
         now: () => this.now(),
         welcome: (conn, worker) => this.welcome(conn, worker),
@@ -181,6 +180,7 @@ export class Coordinator {
       batchSize: this.config.batch,
       bnGroup: this.config.bnGroup,
       layout: this.layout,
+      codec: this.codec,
       data: this.deps.data,
       port: this.port,
     });

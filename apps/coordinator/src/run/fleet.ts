@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { CLOSE_CODES, type ErrorCode, type GradientCodec, type Hello, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, type ErrorCode, type Hello, type Message } from '@chorus/protocol';
 import type { Connection } from '../http/connection.js';
 import type { ChorusMetrics } from '../ops/metrics.js';
 import type { RunLog } from '../ops/run-log.js';
@@ -39,14 +39,11 @@ export class Fleet {
   private readonly metrics: ChorusMetrics;
   private readonly tokenDigest: Buffer;
   private readonly batch: { size: number; bnGroup: number };
-  /** The run's codec: every gradient is decoded by it before the reducer sees it. */
-  private readonly codec: GradientCodec;
   /** Whether a share shortage has been reported, so it is said once when it begins. */
   private reportedShortage = false;
 
-  constructor(input: { token: string; host: FleetHost; history: RunLog; metrics: ChorusMetrics; batch: { size: number; bnGroup: number }; codec: GradientCodec }) {
+  constructor(input: { token: string; host: FleetHost; history: RunLog; metrics: ChorusMetrics; batch: { size: number; bnGroup: number }}) {
     this.host = input.host;
-    this.codec = input.codec;
     this.history = input.history;
     this.metrics = input.metrics;
     this.batch = input.batch;
@@ -81,9 +78,9 @@ export class Fleet {
         if (!worker.awaiting.delete(message.shardId)) return neverSent('bad-gradient', 'a gradient', message.shardId);
         const training = this.host.training();
         if (!training || message.step !== training.step) return null; // a late reply
-        // parseMessage has checked every value and scale and the run's codec: expand, do not
-        // scan again. fp32 hands back the received view; fp16 and int8 expand into a new array.
-        const gradient = this.codec.expand({ values: message.gradient, scales: message.scales });
+        // parseMessage has checked every value and scale and the run's codec: the reducer adds
+        // the payload as it is to the batch sum, with no second scan and no expanded copy.
+        const gradient = { values: message.gradient, scales: message.scales };
         const outcome = training.round.accept(worker, message.shardId, message.count, { ...message, gradient });
         if (outcome.kind === 'refused') return { code: 'bad-gradient', message: outcome.reason };
         if (outcome.kind === 'accepted') {

@@ -1,9 +1,13 @@
 import { poolMoments, type BnMoments } from '@chorus/train';
 import type { WeightLayout } from '@chorus/model';
-import type { ShardResult } from '@chorus/protocol';
+import { fp32Codec, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
 
-/** The part of a worker's shard result that the reduction uses (the compute time is telemetry). */
-export type ReducibleShard = Omit<ShardResult, 'computeMs'>;
+/**
+ * The part of a worker's shard result that the reduction uses (the compute time is telemetry),
+ * with the gradient as it came off the wire: the reducer adds it to the batch sum straight from
+ * its encoding, so no shard is ever expanded into an array of its own.
+ */
+export type ReducibleShard = Omit<ShardResult, 'computeMs' | 'gradient'> & { gradient: EncodedVector };
 
 export interface StepTotals {
   count: number;
@@ -38,9 +42,12 @@ export class StepReducer {
   private shardsAccepted = 0;
   private correct = 0;
   private readonly moments: { start: number; part: BnMoments }[] = [];
+  private readonly codec: GradientCodec;
 
-  constructor(layout: WeightLayout, batchSize: number) {
+  /** `codec`: the run's, which every gradient payload is in (validated already by parseMessage). */
+  constructor(layout: WeightLayout, batchSize: number, codec: GradientCodec = fp32Codec) {
     this.layout = layout;
+    this.codec = codec;
     this.sum = new Float32Array(layout.paramCount);
     this.batchStart = 0;
     this.batchEnd = batchSize;
@@ -76,6 +83,7 @@ export class StepReducer {
     const range = this.ranges.get(start);
     if (!range || range.end !== end || range.result) return false;
     if (result.count !== end - start) throw new Error(`shard [${start}, ${end}) reported ${result.count} examples`);
+    if (result.gradient.values.length !== this.sum.length) throw new Error(`shard [${start}, ${end}) sent ${result.gradient.values.length} gradient values for ${this.sum.length} parameters`);
     range.result = result;
     this.examples += result.count;
     this.shardsAccepted++;
@@ -91,10 +99,8 @@ export class StepReducer {
     for (;;) {
       const range = this.ranges.get(this.summedUpTo);
       if (!range?.result) return;
-      const g = range.result.gradient;
-      const sum = this.sum;
-      for (let i = 0; i < sum.length; i++) sum[i] += g[i];
-      range.result.gradient = EMPTY; // free the shard's copy early
+      this.codec.addTo(range.result.gradient, this.sum);
+      range.result.gradient = EMPTY; // free the shard's payload early
       this.summedUpTo = range.end;
     }
   }
@@ -127,4 +133,4 @@ export class StepReducer {
   }
 }
 
-const EMPTY = new Float32Array(0);
+const EMPTY: EncodedVector = { values: new Float32Array(0) };

@@ -1,6 +1,6 @@
 import { gatherExamples, type Cifar10 } from '@chorus/data';
 import type { WeightLayout } from '@chorus/model';
-import { PROTOCOL_VERSION } from '@chorus/protocol';
+import { PROTOCOL_VERSION, type GradientCodec } from '@chorus/protocol';
 import type { StepBatch } from '@chorus/train';
 import { EvalTally, type EvalShardResult } from './eval-tally.js';
 import { evaluationPlanner, trainingPlanner } from './planners.js';
@@ -17,11 +17,13 @@ export function trainingRound(input: {
   batchSize: number;
   bnGroup: number;
   layout: WeightLayout;
+  /** The run's codec: the gradients arrive in it and are summed from it. */
+  codec: GradientCodec;
   data: Cifar10;
   port: SharedPort;
 }): { round: ShardRound<ReducibleShard>; reducer: StepReducer } {
   const { step, batch } = input;
-  const reducer = new StepReducer(input.layout, input.batchSize);
+  const reducer = new StepReducer(input.layout, input.batchSize, input.codec);
   const round = new ShardRound<ReducibleShard>({
     label: `step ${step}`,
     replyName: 'gradient',
