@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
 import { fp16Codec, int8Codec } from '@chorus/protocol';
-import { StepReducer, type ReducibleShard } from '../src/run/reducer.js';
+import { ReductionBuffers, StepReducer, type ReducibleShard } from '../src/run/reducer.js';
 
 const layout = weightLayout(buildGraph(PRESETS.tiny));
 const P = layout.paramCount;
@@ -127,4 +127,21 @@ test('a gradient of the wrong length is refused before it touches the sum', () =
   r.expect(0, 8);
   assert.throws(() => r.accept(0, 8, { ...shard(8, 1), gradient: { values: new Float32Array(P - 1) } }), /gradient values/);
   assert.deepEqual(r.pending(), [{ start: 0, end: 8 }]);
+});
+
+test('reused buffers: the next step starts from zero and gets the same totals as fresh ones', () => {
+  const buffers = new ReductionBuffers(P);
+  const first = new StepReducer(layout, 8, undefined, buffers);
+  first.expect(0, 8);
+  first.accept(0, 8, shard(8, 3));
+  assert.equal(first.totals().gradient[0], 3);
+  const second = new StepReducer(layout, 8, undefined, buffers);
+  second.expect(0, 8);
+  second.accept(0, 8, shard(8, 1));
+  assert.equal(second.totals().gradient, buffers.mean);
+  const fresh = new StepReducer(layout, 8);
+  fresh.expect(0, 8);
+  fresh.accept(0, 8, shard(8, 1));
+  assert.deepEqual(second.totals().gradient, fresh.totals().gradient);
+  assert.throws(() => new StepReducer(layout, 8, undefined, new ReductionBuffers(P - 1)), /reduction buffers/);
 });

@@ -19,6 +19,11 @@ export class Connection {
     return this.socket.readyState === this.socket.OPEN;
   }
 
+  /** Everything sent has left for the kernel (or the socket is closed): a sent buffer is free again. */
+  get drained(): boolean {
+    return this.socket.readyState === this.socket.CLOSED || this.socket.bufferedAmount === 0;
+  }
+
   send(message: Message): void {
     this.sendFrame(encodeMessage(message));
   }

@@ -11,11 +11,12 @@ import { loadRunCheckpoint, type CheckpointStore } from '../store/checkpoint.js'
 import type { EvalShardResult } from './eval-tally.js';
 import { Fleet } from './fleet.js';
 import type { Membership, WorkerRecord } from './membership.js';
-import type { ReducibleShard, StepReducer } from './reducer.js';
+import { ReductionBuffers, type ReducibleShard, type StepReducer } from './reducer.js';
 import { codecOf, configFingerprint, type RunConfig, type RunOptions } from './run-config.js';
 import { evaluationRound, trainingRound, type SharedPort } from './rounds.js';
 import type { ShardRound } from './shard-round.js';
 import { stepRecord, type Arrival } from './step-record.js';
+import { UpdateFrames } from './update-frames.js';
 
 export type { EvalRecord, RunEvent, StepBreakdown, StepRecord } from '@chorus/protocol';
 export type { Refusal } from './fleet.js';
@@ -67,6 +68,9 @@ export class Coordinator {
   private publicWeights: PublicWeights | null;
   private readonly deps: CoordinatorDeps;
   private readonly now: () => number;
+  /** The sum and mean of every step's reduction, reused (one step is reduced at a time). */
+  private readonly reduction: ReductionBuffers;
+  private readonly updateFrames = new UpdateFrames();
   private training: TrainingStep | null = null;
   private evaluation: ShardRound<EvalShardResult> | null = null;
   private nextShardId = 1;
@@ -84,6 +88,7 @@ export class Coordinator {
     this.now = deps.now ?? (() => performance.now());
     this.layout = weightLayout(buildGraph(deps.config.spec));
     this.master = new MasterState(deps.config, this.layout, deps.data.train.count);
+    this.reduction = new ReductionBuffers(this.layout.paramCount);
     this.codec = getGradientCodec(codecOf(deps.config));
     this.publicWeights = this.codec.name === 'fp32' ? null : new PublicWeights(this.codec, this.master.params);
     this.history = new RunLog(deps.log);
@@ -181,6 +186,7 @@ export class Coordinator {
       bnGroup: this.config.bnGroup,
       layout: this.layout,
       codec: this.codec,
+      buffers: this.reduction,
       data: this.deps.data,
       port: this.port,
     });
@@ -201,10 +207,8 @@ export class Coordinator {
     const t1 = this.now();
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
-    // One encoding for everyone: the frame is identical for all workers.
-    const frame = encodeMessage(this.update());
     const ready = this.membership.ready();
-    for (const w of ready) w.conn?.sendFrame(frame);
+    this.updateFrames.send(this.update(), ready.flatMap((w) => (w.conn ? [w.conn] : [])));
     const t3 = this.now();
     const record = stepRecord({ step: step + 1, lr, totals, arrivals, workers: ready.length, times: { startedAt: round.startedAt, reduceMs: round.sinkMs, t0, t1, t2, t3 } });
     this.history.step(record);

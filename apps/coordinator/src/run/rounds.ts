@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, type GradientCodec } from '@chorus/protocol';
 import type { StepBatch } from '@chorus/train';
 import { EvalTally, type EvalShardResult } from './eval-tally.js';
 import { evaluationPlanner, trainingPlanner } from './planners.js';
-import { StepReducer, type ReducibleShard } from './reducer.js';
+import { StepReducer, type ReducibleShard, type ReductionBuffers } from './reducer.js';
 import { ShardRound, type RoundPort } from './shard-round.js';
 
 /** The round port without `send`: what differs between the two kinds of round is what a shard carries. */
@@ -19,11 +19,13 @@ export function trainingRound(input: {
   layout: WeightLayout;
   /** The run's codec: the gradients arrive in it and are summed from it. */
   codec: GradientCodec;
+  /** The coordinator's reduction buffers, reused every step. */
+  buffers: ReductionBuffers;
   data: Cifar10;
   port: SharedPort;
 }): { round: ShardRound<ReducibleShard>; reducer: StepReducer } {
   const { step, batch } = input;
-  const reducer = new StepReducer(input.layout, input.batchSize, input.codec);
+  const reducer = new StepReducer(input.layout, input.batchSize, input.codec, input.buffers);
   const round = new ShardRound<ReducibleShard>({
     label: `step ${step}`,
     replyName: 'gradient',
