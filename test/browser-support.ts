@@ -1,8 +1,11 @@
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { routes } from '@chorus/coordinator';
 import { waitFor } from './support.js';
 
 /** Debian's Chromium (apt-get install chromium); never a downloaded browser. */
@@ -23,6 +26,8 @@ export interface TabState {
     tfBackend: string;
     device: string;
     microBatch: number;
+    /** Replicas computing training shards (replica workers on WASM, else 1). */
+    replicas: number;
     adapter: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean } | null;
   } | null;
   status: {
@@ -125,4 +130,19 @@ async function openTab(context: BrowserContext, url: string): Promise<Tab> {
           `document.dispatchEvent(new Event('visibilitychange'));`,
       ),
   };
+}
+
+/** Only the page, no run: the bundle served with the coordinator's routes (?selftest tabs). */
+export async function serveBundle(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (!(await routes(req, res))) {
+        res.writeHead(404);
+        res.end();
+      }
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }

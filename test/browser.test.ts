@@ -1,17 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { selectNodeBackend } from '@chorus/backend/node';
-import { decodeCheckpoint, routes } from '@chorus/coordinator';
+import { decodeCheckpoint } from '@chorus/coordinator';
 import { gatherExamples } from '@chorus/data';
 import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS, buildGraph, initialParams, weightLayout } from '@chorus/model';
-import { launchChromium, skipBrowserTests, type Chromium } from './browser-support.js';
+import { launchChromium, serveBundle, skipBrowserTests, type Chromium, type Tab } from './browser-support.js';
 import { cifarDir, referenceShardGradient, startCoordinator, startWorker, waitFor, type CoordinatorProc } from './support.js';
 
 /**
@@ -34,6 +32,17 @@ async function finalHistory(dir: string) {
   const files = (await readdir(dir)).filter((f) => /^checkpoint-\d+\.chorus$/.test(f)).sort();
   const state = decodeCheckpoint(new Uint8Array(await readFile(join(dir, files.at(-1)!))));
   return { step: state.step, ...(state.history as { steps: { step: number; examples: number }[]; events: { kind: string; message: string }[] }) };
+}
+
+/** What window.chorus.computeGradient returns, with plain arrays. */
+type RemoteGradient = { count: number; lossSum: number; correct: number; gradient: number[]; bnMoments: number[]; tensorsBefore: number; tensorsAfter: number };
+
+/** A ?selftest tab computes one shard (arrays go as plain numbers). */
+function remoteGradient(tab: Tab, shard: { spec: unknown; bnGroup: number; microBatch: number; augmentSeed: number; params: Float32Array; pixels: Uint8Array; labels: Uint8Array; indices: Int32Array }): Promise<RemoteGradient> {
+  return tab.page.evaluate(
+    (request) => (window as unknown as { chorus: { computeGradient(r: unknown): Promise<RemoteGradient> } }).chorus.computeGradient(request),
+    { ...shard, params: Array.from(shard.params), pixels: Array.from(shard.pixels), labels: Array.from(shard.labels), indices: Array.from(shard.indices) },
+  );
 }
 
 test('a browser tab on WebGPU trains with a Node worker; the coordinator lists it; hidden tabs are throttled; Leave says bye', { skip, timeout: 300_000 }, async () => {
@@ -98,21 +107,11 @@ test('a browser tab on WebGPU trains with a Node worker; the coordinator lists i
 });
 
 test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WASM)', { skip, timeout: 300_000 }, async (t) => {
-  // Only the page is needed: serve the bundle with the coordinator's routes, no run.
-  const server = createServer((req, res) => {
-    void (async () => {
-      if (!(await routes(req, res))) {
-        res.writeHead(404);
-        res.end();
-      }
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const server = await serveBundle();
   let chromium: Chromium | undefined;
   try {
     chromium = await launchChromium();
-    const tab = await chromium.open(`http://127.0.0.1:${port}/join?selftest&backend=webgpu`);
+    const tab = await chromium.open(`${server.url}/join?selftest&backend=webgpu`);
     await tab.waitFor('the WebGPU backend', (s) => s.phase === 'selftest-ready');
 
     const data = await loadCifar10(cifarDir);
@@ -124,10 +123,7 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
     const { pixels, labels } = gatherExamples(data.train, indices);
     const params = initialParams(layout, 7);
 
-    const remote = await tab.page.evaluate(
-      (request) => (window as unknown as { chorus: { computeGradient(r: unknown): Promise<{ count: number; lossSum: number; correct: number; gradient: number[]; bnMoments: number[]; tensorsBefore: number; tensorsAfter: number }> } }).chorus.computeGradient(request),
-      { ...shard, params: Array.from(params), pixels: Array.from(pixels), labels: Array.from(labels), indices: Array.from(indices) },
-    );
+    const remote = await remoteGradient(tab, { ...shard, params, pixels, labels, indices });
     const local = () => referenceShardGradient(spec, params, { ...shard, pixels, labels, indices });
     const ref = await local();
     // Calibration: the same computation on tfjs' plain JavaScript backend, also against WASM.
@@ -182,7 +178,46 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
     assert.equal(remote.tensorsAfter, remote.tensorsBefore);
   } finally {
     await chromium?.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await server.close();
+  }
+});
+
+test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'s own replica and of Node', { skip, timeout: 300_000 }, async (t) => {
+  const server = await serveBundle();
+  let chromium: Chromium | undefined;
+  try {
+    chromium = await launchChromium();
+    const tabs = await Promise.all([1, 2].map((threads) => chromium!.open(`${server.url}/join?selftest&backend=wasm&threads=${threads}`)));
+    const ready = await Promise.all(tabs.map((tab) => tab.waitFor('the WASM backend', (s) => s.phase === 'selftest-ready' && s)));
+    assert.deepEqual(ready.map((s) => s.backend?.replicas), [1, 2]);
+    assert.match(ready[1].backend?.device ?? '', /WebAssembly.*, training on 2 replica workers/);
+
+    const data = await loadCifar10(cifarDir);
+    const spec = PRESETS.tiny;
+    const layout = weightLayout(buildGraph(spec));
+    // Six micro-batches of one BatchNorm group, the last a partial one, with augmentation: the
+    // replica workers get three each and their sums are added in micro-batch order.
+    const indices = Int32Array.from({ length: 22 }, (_, i) => 89 * i + 7);
+    const shard = { spec, bnGroup: 4, microBatch: 4, augmentSeed: 77, ...gatherExamples(data.train, indices), indices };
+    const bits = (a: ArrayLike<number>) => Buffer.from(Float32Array.from(a).buffer);
+    for (const seed of [7, 8]) {
+      const params = initialParams(layout, seed);
+      const [one, two] = await Promise.all(tabs.map((tab) => remoteGradient(tab, { ...shard, params })));
+      const node = await referenceShardGradient(spec, params, shard);
+      const what = `weights ${seed}`;
+      assert.equal(two.count, 22, what);
+      assert.ok(Object.is(two.lossSum, one.lossSum) && Object.is(two.correct, one.correct), `${what}: loss ${two.lossSum} vs ${one.lossSum}`);
+      assert.ok(bits(two.gradient).equals(bits(one.gradient)), `${what}: 2 replica workers vs the tab's own replica: gradient bits differ`);
+      assert.ok(bits(two.bnMoments).equals(bits(one.bnMoments)), `${what}: BatchNorm moments bits differ`);
+      // The tab's WASM (Chromium's engine, its threaded build) and Node's compute the same bits.
+      assert.ok(Object.is(Math.fround(two.lossSum), Math.fround(node.lossSum)), `${what}: loss ${two.lossSum} in the tab vs ${node.lossSum} in Node`);
+      assert.ok(bits(two.gradient).equals(bits(node.gradient)), `${what}: the tab's gradient bits differ from Node's`);
+      assert.ok(bits(two.bnMoments).equals(bits(node.bn.moments)), `${what}: the tab's BatchNorm moments differ from Node's`);
+      t.diagnostic(`${what}: loss sum ${two.lossSum}, 1 and 2 threads and Node bit-identical`);
+    }
+  } finally {
+    await chromium?.close();
+    await server.close();
   }
 });
 
@@ -225,7 +260,7 @@ test('closing the tab mid-run: its shard is re-issued and the run reaches its la
   }
 });
 
-test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training kernels', { skip, timeout: 300_000 }, async () => {
+test('?backend=wasm&threads=2: a tab trains a whole run on WASM with the Chorus training kernels, on two replica workers', { skip, timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-tab-wasm-'));
   const steps = 6;
   const c = await startCoordinator([...tinyRun(16, steps), '--checkpoint-dir', dir, '--checkpoint-every', '100']);
@@ -239,15 +274,18 @@ test('?backend=wasm: a tab trains a whole run on WASM with the Chorus training k
     assert.match((await wrong.page.textContent('#error')) ?? '', /unknown backend 'tensorflow'/);
     await wrong.page.close();
 
-    const tab = await chromium.open(joinUrl(c, '&backend=wasm'));
+    // Micro-batches of 8: each of the two replica workers computes one of every shard of 16.
+    const tab = await chromium.open(joinUrl(c, '&backend=wasm&threads=2&micro-batch=8'));
     assert.equal(await c.proc.exit(), 0, c.proc.output);
     // The coordinator shutting down at the end of the run ends the tab's part, which is no error.
     const ended = await tab.waitFor('the run to end in the tab', (s) => s.phase === 'left' && s);
     assert.match(ended.endReason ?? '', /coordinator shut down/);
     assert.equal(ended.error, null);
     assert.equal(ended.backend?.tfBackend, 'wasm');
-    assert.equal(ended.backend?.microBatch, 32);
-    assert.match(ended.backend?.device ?? '', /WebAssembly/);
+    assert.equal(ended.backend?.microBatch, 8);
+    assert.equal(ended.backend?.replicas, 2);
+    assert.match(ended.backend?.device ?? '', /WebAssembly.*, training on 2 replica workers/);
+    assert.ok(ended.log.some((line) => /training on 2 replica workers/.test(line)), ended.log.join('\n'));
     assert.equal(await tab.page.textContent('#backend'), 'wasm');
     // The only worker: it computed every step's whole batch (and the final evaluation).
     assert.equal(ended.status?.stepsDone, steps);

@@ -2,6 +2,7 @@
 //   dist/index.html                     the page
 //   dist/page.js                        page script (module)
 //   dist/worker.js                      training Web Worker (module worker)
+//   dist/replica.js                     a replica Web Worker the training worker starts on WASM
 //   dist/tfjs-backend-wasm*.wasm        tfjs-backend-wasm binaries (found via setWasmPaths)
 //   dist/*.js.map                       source maps
 import { build } from 'esbuild';
@@ -19,7 +20,7 @@ await mkdir(dist, { recursive: true });
 
 const started = Date.now();
 const result = await build({
-  entryPoints: { page: join(here, 'src/page.ts'), worker: join(here, 'src/tab-worker.ts') },
+  entryPoints: { page: join(here, 'src/page.ts'), worker: join(here, 'src/tab-worker.ts'), replica: join(here, 'src/replica-worker.ts') },
   outdir: dist,
   bundle: true,
   format: 'esm',

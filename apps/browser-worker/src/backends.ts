@@ -7,17 +7,16 @@
 import * as tf from '@tensorflow/tfjs';
 // Registers 'webgpu' when this browser has navigator.gpu (checked at import time).
 import '@tensorflow/tfjs-backend-webgpu';
-import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import {
   SOFTWARE_RENDERER,
   activateBackend as activate,
   adapterName,
   microBatchFor,
-  registerWasmTrainingKernels,
   selectBackend,
   type BackendCandidate,
   type SelectEvent,
 } from '@chorus/backend';
+import { loadWasm } from './wasm-backend.js';
 import { BROWSER_BACKENDS, type AdapterDescription, type BackendReport, type BrowserBackendName } from './messages.js';
 
 /** The parts of WebGPU read here; typed loosely because browsers moved fields between versions. */
@@ -92,19 +91,7 @@ async function tryWebgl(): Promise<TabLoaded> {
 }
 
 async function tryWasm(wasmPaths: string): Promise<TabLoaded> {
-  // The .wasm files sit next to worker.js; without this tfjs looks for them on a CDN.
-  setWasmPaths(wasmPaths);
-  registerWasmTrainingKernels();
-  await activate('wasm');
-  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  // Threads need cross-origin isolation (the coordinator sends COOP/COEP); tfjs picks the count.
-  const threaded = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
-  const threads = getThreadsCount();
-  return {
-    device: `CPU (WebAssembly${simd ? ', SIMD' : ''}, ${threaded ? `threaded build, ${threads} thread${threads === 1 ? '' : 's'}` : 'single-threaded'})`,
-    adapter: null,
-    software: false,
-  };
+  return { device: await loadWasm(wasmPaths), adapter: null, software: false };
 }
 
 async function tryCpu(): Promise<TabLoaded> {
@@ -170,6 +157,7 @@ export async function selectBrowserBackend(options: SelectOptions): Promise<Back
     device: chosen.loaded.device,
     adapter: chosen.loaded.adapter,
     microBatch: microBatch(chosen.tfBackend),
+    replicas: 1,
     skipped: candidates.filter((c) => c !== chosen).map((c) => ({ name: c.name, reason: c.reason ?? 'not chosen' })),
     imagesPerSecond: chosen.imagesPerSecond,
     measurements,

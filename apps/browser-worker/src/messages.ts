@@ -21,6 +21,11 @@ export interface JoinOptions {
   selftest: boolean;
   /** Most examples per forward/backward pass (?micro-batch=N); default by backend. */
   microBatch: number | null;
+  /**
+   * Replicas on WASM, one per Web Worker (?threads=N); default: one per core, at most
+   * MAX_TAB_REPLICAS. 1 trains on the tab's own replica. Other backends keep one.
+   */
+  threads: number | null;
 }
 
 /** A WebGPU adapter as the browser describes it. */
@@ -42,6 +47,8 @@ export interface BackendReport {
   microBatch: number;
   /** The other backends tried, and why each was not taken. */
   skipped: { name: BrowserBackendName; reason: string }[];
+  /** Replicas that compute training shards: replica workers on WASM (?threads), else the tab's own one. */
+  replicas: number;
   /** The chosen backend's measured images/s on the run's model (null when forced). */
   imagesPerSecond: number | null;
   /** Every candidate with its measured images/s, as sent to the coordinator (runtime.backends). */

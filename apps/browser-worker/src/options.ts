@@ -6,7 +6,7 @@ export function webSocketUrl(location: { protocol: string; host: string }): stri
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 }
 
-/** Reads the join link's query (?token=...&backend=...&selftest&micro-batch=N). */
+/** Reads the join link's query (?token=...&backend=...&selftest&micro-batch=N&threads=N). */
 export function parseJoinOptions(location: { protocol: string; host: string; search: string }): JoinOptions {
   const query = new URLSearchParams(location.search);
   const backend = query.get('backend');
@@ -16,13 +16,17 @@ export function parseJoinOptions(location: { protocol: string; host: string; sea
   const selftest = query.has('selftest');
   const token = query.get('token') ?? '';
   if (!token && !selftest) throw new Error('this link has no join token: open the /join?token=... link the coordinator printed');
-  const rawMicro = query.get('micro-batch');
-  let microBatch: number | null = null;
-  if (rawMicro !== null) {
-    microBatch = Number(rawMicro);
-    if (!Number.isInteger(microBatch) || microBatch < 1) throw new Error(`micro-batch must be a positive integer, got '${rawMicro}'`);
-  }
-  return { url: webSocketUrl(location), token, backend: backend as BrowserBackendName | null, selftest, microBatch };
+  const microBatch = positiveInteger(query, 'micro-batch');
+  const threads = positiveInteger(query, 'threads');
+  return { url: webSocketUrl(location), token, backend: backend as BrowserBackendName | null, selftest, microBatch, threads };
+}
+
+function positiveInteger(query: URLSearchParams, name: string): number | null {
+  const raw = query.get(name);
+  if (raw === null) return null;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got '${raw}'`);
+  return value;
 }
 
 /** The user agent for runtime.agent, cut to a length that reads well in logs. */

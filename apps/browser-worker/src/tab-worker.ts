@@ -7,13 +7,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { Replica } from '@chorus/train';
 import { CLOSE_CODES, type ShardResult } from '@chorus/protocol';
-import { ChorusWorker, computeShard, measureTrainingSpeed, specForPreset, type Connect, type WorkerLog, type WorkerStatus } from '@chorus/worker';
+import { ChorusWorker, computeShard, measureTrainingSpeed, specForPreset, type Connect, type ReplicaPool, type WorkerLog, type WorkerStatus } from '@chorus/worker';
 import type { ResNetV2Spec } from '@chorus/model';
 import { formatRate } from '@chorus/backend';
 import { selectBrowserBackend } from './backends.js';
 import { connectBrowserWebSocket } from './browser-transport.js';
-import type { GradientReply, GradientRequest, JoinOptions, PageToWorker, WorkerToPage } from './messages.js';
+import type { BackendReport, GradientReply, GradientRequest, JoinOptions, PageToWorker, WorkerToPage } from './messages.js';
 import { agentString } from './options.js';
+import { defaultTabReplicas, startTabReplicas } from './tab-replicas.js';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -46,6 +47,10 @@ const connect: Connect = (url, events) =>
   });
 /** Selftest requests run one at a time, in order. */
 let selftestQueue: Promise<void> = Promise.resolve();
+/** On WASM with more than one thread: the replica workers that compute training shards. */
+let replicas: ReplicaPool | null = null;
+/** Each selftest request has its own weights. */
+let selftestVersion = 0;
 
 function memory() {
   const m = tf.memory();
@@ -92,6 +97,7 @@ async function start(options: JoinOptions): Promise<void> {
       else log('info', e.kind === 'trying' ? 'trying a backend' : 'timing a training step', { backend: e.name });
     },
   });
+  await startReplicas(report, options.threads);
   post({ type: 'backend', report });
   if (options.selftest) {
     post({ type: 'phase', phase: 'selftest-ready' });
@@ -115,6 +121,7 @@ async function start(options: JoinOptions): Promise<void> {
     isHidden: () => hidden,
     onStatus,
     log,
+    shardComputer: replicas ?? undefined,
   });
   try {
     await worker.start();
@@ -122,20 +129,49 @@ async function start(options: JoinOptions): Promise<void> {
     // The runtime treats a shutting-down coordinator as final; for a tab that is the run ending.
     if (lastCloseCode !== CLOSE_CODES.shutdown) throw error;
     return post({ type: 'stopped', reason: 'the coordinator shut down: the run is over (or was stopped)' });
+  } finally {
+    await replicas?.close();
+    replicas = null;
   }
   post({ type: 'stopped', reason: leaving ?? 'stopped' });
 }
 
-/** ?selftest: the gradient of one shard, computed exactly as ChorusWorker computes an assign. */
+/**
+ * On WASM, every core: `threads` replica workers (default: one per core, capped), each with
+ * its own single-threaded WASM instance, compute the training shards; the tab's own replica
+ * only evaluates. Other backends, or 1 thread, keep the tab's own replica. If the workers
+ * cannot start, the tab trains on its own replica and says why.
+ */
+async function startReplicas(report: BackendReport, threads: number | null): Promise<void> {
+  if (report.tfBackend !== 'wasm') return;
+  const count = threads ?? defaultTabReplicas(navigator as WorkerNavigator & { deviceMemory?: number });
+  if (count < 2) return;
+  try {
+    replicas = await startTabReplicas(count);
+  } catch (error) {
+    log('warn', 'training on the tab\'s own replica: the replica workers did not start', { replicas: count, reason: errorText(error) });
+    return;
+  }
+  report.replicas = count;
+  report.device = `${report.device}, training on ${count} replica workers (single-threaded each)`;
+  log('info', `training on ${count} replica workers`, { backend: 'wasm' });
+}
+
+/** ?selftest: the gradient of one shard, computed exactly as ChorusWorker computes an assign (on the replica workers, if any). */
 async function computeGradient(request: GradientRequest): Promise<GradientReply> {
   const tensorsBefore = tf.memory().numTensors;
-  const replica = new Replica(request.spec as ResNetV2Spec, { microBatch: request.microBatch, bnGroup: request.bnGroup });
   let result: ShardResult;
-  try {
-    replica.setParams(request.params);
-    result = await computeShard(replica, request);
-  } finally {
-    replica.dispose();
+  if (replicas) {
+    const model = { spec: request.spec as ResNetV2Spec, bnGroup: request.bnGroup, microBatch: request.microBatch };
+    result = await replicas.compute({ ...model, params: request.params, paramsVersion: selftestVersion++ }, request);
+  } else {
+    const replica = new Replica(request.spec as ResNetV2Spec, { microBatch: request.microBatch, bnGroup: request.bnGroup });
+    try {
+      replica.setParams(request.params);
+      result = await computeShard(replica, request);
+    } finally {
+      replica.dispose();
+    }
   }
   // After the replica is gone: what a shard leaves behind.
   return { ...result, tensorsBefore, tensorsAfter: tf.memory().numTensors };

@@ -13,17 +13,20 @@ test('the WebSocket URL follows the page: same host and port, wss behind https',
   assert.equal(webSocketUrl(at('http://[::1]:9000/join')), 'ws://[::1]:9000/ws');
 });
 
-test('the join link is read: token, forced backend, selftest, micro-batch', () => {
+test('the join link is read: token, forced backend, selftest, micro-batch, threads', () => {
   assert.deepEqual(parseJoinOptions(at('http://h:1/join?token=a%2Bb')), {
     url: 'ws://h:1/ws',
     token: 'a+b',
     backend: null,
     selftest: false,
     microBatch: null,
+    threads: null,
   });
   const forced = parseJoinOptions(at('http://h:1/join?token=t&backend=wasm&micro-batch=16'));
   assert.equal(forced.backend, 'wasm');
   assert.equal(forced.microBatch, 16);
+  assert.equal(parseJoinOptions(at('http://h:1/join?token=t&threads=2')).threads, 2);
+  assert.throws(() => parseJoinOptions(at('http://h:1/join?token=t&threads=0')), /threads must be a positive integer/);
   assert.equal(parseJoinOptions(at('http://h:1/join?selftest&backend=webgpu')).selftest, true);
   assert.throws(() => parseJoinOptions(at('http://h:1/join?token=t&backend=tensorflow')), /unknown backend 'tensorflow'.*webgpu, webgl, wasm, cpu/);
   assert.throws(() => parseJoinOptions(at('http://h:1/join')), /no join token/);
