@@ -66,9 +66,9 @@ function checkEncoded(values: Float32Array | Uint16Array | Int8Array, scales: Fl
     const i = firstNonFiniteHalf(values);
     if (i >= 0) fail(ctx, `fp16 element ${i} of ${values.length} is ${values[i] & 0x3ff ? 'NaN' : 'infinite'}`, code, [key]);
   } else {
-    for (let i = 0; i < values.length; i++) {
-      if (values[i] === -128) return fail(ctx, `int8 element ${i} is -128; quanta are -127..127`, code, [key]);
-    }
+    // indexOf is the engine's own scan, several times faster than a loop here.
+    const i = values.indexOf(-128);
+    if (i >= 0) return fail(ctx, `int8 element ${i} is -128; quanta are -127..127`, code, [key]);
     if (!scales) return fail(ctx, 'int8 values need scales', code, ['scales']);
     const blocks = int8BlockCount(values.length);
     if (scales.length !== blocks) return fail(ctx, `${scales.length} scales for ${values.length} int8 values; expected ${blocks}`, code, ['scales']);

@@ -141,7 +141,8 @@ export class StepReducer {
     if (!this.complete) throw new Error('step is not complete');
     const count = this.batchEnd - this.batchStart;
     const gradient = this.mean;
-    for (let i = 0; i < gradient.length; i++) gradient[i] = this.sum[i] / count;
+    const sum = this.sum;
+    for (let i = 0; i < gradient.length; i++) gradient[i] = sum[i] / count;
     return {
       count,
       examples: this.examples,
