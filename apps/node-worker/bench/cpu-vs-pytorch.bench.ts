@@ -35,13 +35,16 @@ const script = resolve(root, 'bench/pytorch/resnet20v2_step.py');
 const list = (value: string) => value.split(',').map(Number);
 
 const opts = new Command()
-  .option('--steps <n>', 'timed shards (Chorus) and steps (PyTorch) per setting, after warm-up', Number, 5)
+  .option('--steps <n>', 'timed shards per Chorus setting, after a warm-up shard', Number, 5)
+  // PyTorch's steps are short (a tenth of a second or so), and a busy second core slows its two
+  // threads a lot, now and then: more steps keep the median clear of those.
+  .option('--torch-steps <n>', 'timed steps per PyTorch setting, after 2 warm-up steps', Number, 15)
   .option('--threads <list>', 'thread counts (default: 1, 2 and every core)', list, [...new Set([1, 2, availableParallelism()])].sort((a, b) => a - b))
   .option('--batches <list>', 'batch sizes', list, [32, 128])
   .option('--no-pytorch', 'Chorus only')
   .option('--data <dir>', 'CIFAR-10 directory (default: CHORUS_CIFAR_DIR, else ../shared/datasets/cifar-10-batches-bin)')
   .parse()
-  .opts<{ steps: number; threads: number[]; batches: number[]; pytorch: boolean; data?: string }>();
+  .opts<{ steps: number; torchSteps: number; threads: number[]; batches: number[]; pytorch: boolean; data?: string }>();
 
 interface Row {
   framework: string;
@@ -114,7 +117,7 @@ else if (!existsSync(python)) skipped.push(`PyTorch: no ${python}; ${installHint
 else {
   try {
     execFileSync(python, ['-c', 'import torch'], { stdio: 'pipe' });
-    const out = execFileSync(python, [script, '--threads', ...opts.threads.map(String), '--batches', ...opts.batches.map(String), '--steps', String(opts.steps)], {
+    const out = execFileSync(python, [script, '--threads', ...opts.threads.map(String), '--batches', ...opts.batches.map(String), '--steps', String(opts.torchSteps)], {
       // glibc's defaults unmap and re-fault PyTorch's large activation buffers every step.
       env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '4294967296', MALLOC_TRIM_THRESHOLD_: '4294967296' },
       encoding: 'utf8',
