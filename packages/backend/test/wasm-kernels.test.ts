@@ -18,6 +18,8 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from '../src/index.js';
 import { setMaxColsElements } from '../src/wasm/conv2d-backprop-filter.js';
 import { wasmTrainingKernelConfigs } from '../src/wasm/register.js';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL } from '../src/wasm/batch-norm.js';
+import { setSimdKernelsEnabled, simdSupported } from '../src/wasm/simd/module.js';
 
 const RTOL = 1e-4;
 
@@ -193,6 +195,42 @@ describe('Conv2DBackpropFilter', () => {
     test(`${c.name}: x ${c.x} filter ${c.filter}`, async () => {
       await assertMatchesCpu(c.name, backpropFilter(c, 10 * i + 1));
     });
+  });
+  test('im2col + GEMM path (SIMD kernel off) on the cases the SIMD kernel takes', async () => {
+    // Where WebAssembly SIMD is missing the im2col path runs every shape.
+    const prev = setSimdKernelsEnabled(false);
+    try {
+      for (const [i, c] of convCases.entries()) await assertMatchesCpu(`${c.name} (im2col)`, backpropFilter(c, 10 * i + 1));
+    } finally {
+      setSimdKernelsEnabled(prev);
+    }
+  });
+  // Channel counts the direct SIMD kernel takes (ci % 4 == 0, co % 8 == 0): the presets' shapes
+  // at batch 32, and odd sizes, strides and every padding kind.
+  const simdCases: ConvCase[] = [
+    { name: 'resnet20v2 stack1 1x1 16->64', x: [32, 32, 32, 16], filter: [1, 1, 16, 64], strides: 1, pad: 'same' },
+    { name: 'resnet20v2 stack2 1x1 s2 64->64', x: [32, 32, 32, 64], filter: [1, 1, 64, 64], strides: 2, pad: 'same' },
+    { name: 'resnet20v2 stack3 proj 1x1 s2 128->256', x: [32, 16, 16, 128], filter: [1, 1, 128, 256], strides: 2, pad: 'same' },
+    { name: 'resnet20v2 stack2 3x3 64->64', x: [32, 16, 16, 64], filter: [3, 3, 64, 64], strides: 1, pad: 'same' },
+    { name: 'resnet20v2 stack3 3x3 128->128', x: [32, 8, 8, 128], filter: [3, 3, 128, 128], strides: 1, pad: 'same' },
+    { name: '3x3 s2 same odd', x: [3, 15, 13, 8], filter: [3, 3, 8, 16], strides: 2, pad: 'same' },
+    { name: '3x3 s2 valid odd', x: [3, 17, 13, 4], filter: [3, 3, 4, 8], strides: 2, pad: 'valid' },
+    { name: '5x5 explicit pad strides [2,1]', x: [2, 11, 9, 4], filter: [5, 5, 4, 8], strides: [2, 1], pad: [[0, 0], [2, 1], [1, 2], [0, 0]] },
+    { name: '3x3 explicit pad > k-1', x: [2, 6, 6, 4], filter: [3, 3, 4, 8], strides: 1, pad: [[0, 0], [3, 0], [0, 4], [0, 0]] },
+    { name: '4x4 s3 same', x: [2, 13, 14, 8], filter: [4, 4, 8, 16], strides: 3, pad: 'same' },
+    { name: '1x1 s2 explicit pad', x: [2, 8, 8, 4], filter: [1, 1, 4, 8], strides: 2, pad: [[0, 0], [1, 0], [0, 1], [0, 0]] },
+    { name: 'NCHW 3x3 s1', x: [2, 8, 8, 8], filter: [3, 3, 8, 8], strides: 1, pad: 'same', dataFormat: 'NCHW' },
+  ];
+  simdCases.forEach((c, i) => {
+    test(`SIMD kernel ${c.name}: x ${c.x} filter ${c.filter}`, async () => {
+      await assertMatchesCpu(c.name, backpropFilter(c, 10 * i + 5));
+    });
+  });
+  test('SIMD kernel: bit-identical from run to run, no leaks', async () => {
+    const a = await runOn('wasm', backpropFilter(simdCases[3], 9));
+    const b = await runOn('wasm', backpropFilter(simdCases[3], 9));
+    assert.deepEqual(b.data, a.data);
+    for (const c of simdCases.slice(5, 9)) await assertNoLeak(c.name, backpropFilter(c, 3));
   });
   test('batch-chunked im2col path', async () => {
     // Buffers of a few images only: several chunks, the last one partial.
@@ -437,5 +475,80 @@ describe('end to end', () => {
     await tf.setBackend('wasm');
     assert.equal(tf.memory().numTensors, tensors);
     assert.equal(backend.numDataIds(), ids);
+  });
+});
+
+describe('ChorusBatchNorm (fused BatchNorm + ReLU, WebAssembly SIMD)', { skip: !simdSupported() && 'no WebAssembly SIMD' }, () => {
+  interface BnCase {
+    name: string;
+    x: Shape;
+    groups: number;
+    relu: boolean;
+  }
+  // The presets' BatchNorm inputs at micro-batch 32 (BatchNorm groups of 32, or 8 as in the
+  // equivalence test), a batch of several groups, and channel counts with scalar tails.
+  const bnCases: BnCase[] = [
+    { name: 'resnet20v2 stem 16ch', x: [32, 32, 32, 16], groups: 1, relu: true },
+    { name: 'resnet20v2 stack2 64ch, 4 groups of 8', x: [32, 16, 16, 64], groups: 4, relu: true },
+    { name: 'resnet20v2 head 256ch', x: [32, 8, 8, 256], groups: 1, relu: true },
+    { name: 'no ReLU, 2 groups', x: [16, 8, 8, 128], groups: 2, relu: false },
+    { name: 'tail channels 18', x: [6, 5, 7, 18], groups: 3, relu: true },
+    { name: 'tail channels 3, no ReLU', x: [4, 4, 4, 3], groups: 2, relu: false },
+    { name: 'rank 2 [n, c]', x: [12, 10], groups: 3, relu: true },
+  ];
+
+  /** The model's composed BatchNorm (+ ReLU): per-group moments, then scale and shift. */
+  function composed(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, c: BnCase): tf.Tensor[] {
+    const ch = c.x[c.x.length - 1];
+    const grouped = tf.reshape(x, [c.groups, -1, ch]);
+    const { mean, variance } = tf.moments(grouped, [1], true);
+    const scale = tf.mul(tf.rsqrt(tf.add(variance, 1e-3)), gamma);
+    const y = tf.reshape(tf.add(tf.mul(tf.sub(grouped, mean), scale), beta), c.x);
+    return [c.relu ? tf.relu(y) : y, tf.reshape(mean, [c.groups, ch]), tf.reshape(variance, [c.groups, ch])];
+  }
+
+  function fused(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, c: BnCase): tf.Tensor[] {
+    return tf.engine().runKernel(BATCH_NORM_KERNEL, { x, gamma, beta }, { groups: c.groups, epsilon: 1e-3, relu: c.relu } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  }
+
+  /** Output `which` (0: y, 1: mean, 2: variance), or the gradient `which - 3` (x, gamma, beta) of sum(y * dy). */
+  function bnFn(c: BnCase, impl: typeof composed, which: number, seed: number): () => tf.Tensor {
+    const ch = c.x[c.x.length - 1];
+    const xv = rand(c.x, seed).map((v, i) => 3 * v + (i % ch) * 0.25); // channel means away from 0
+    const gv = rand([ch], seed + 1).map((v) => v + 1.5);
+    const bv = rand([ch], seed + 2);
+    const dyv = rand(c.x, seed + 3);
+    return () => {
+      const x = tf.tensor(xv, c.x);
+      const gamma = tf.tensor(gv);
+      const beta = tf.tensor(bv);
+      if (which < 3) return impl(x, gamma, beta, c)[which];
+      const dy = tf.tensor(dyv, c.x);
+      return tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(impl(a, g, b, c)[0], dy)))([x, gamma, beta])[which - 3];
+    };
+  }
+
+  const outputs = ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'];
+  bnCases.forEach((c, i) => {
+    test(`${c.name}: x ${c.x}, ${c.groups} group(s)${c.relu ? ', ReLU' : ''}: outputs and gradients match cpu`, async () => {
+      for (const [which, name] of outputs.entries()) {
+        await assertMatchesCpu(`${c.name} ${name}`, bnFn(c, fused, which, 10 * i + 1), RTOL, bnFn(c, composed, which, 10 * i + 1));
+      }
+    });
+  });
+
+  test('bit-identical from run to run; no leaked tensors or data ids', async () => {
+    for (const which of [0, 3, 4]) {
+      const a = await runOn('wasm', bnFn(bnCases[1], fused, which, 5));
+      const b = await runOn('wasm', bnFn(bnCases[1], fused, which, 5));
+      assert.deepEqual(b.data, a.data);
+      await assertNoLeak(`${bnCases[1].name} ${outputs[which]}`, bnFn(bnCases[1], fused, which, 5));
+    }
+  });
+
+  test('is registered with its gradient kernel', () => {
+    assert.ok(tf.getKernel(BATCH_NORM_KERNEL, 'wasm') != null);
+    assert.ok(tf.getKernel(BATCH_NORM_GRAD_KERNEL, 'wasm') != null);
+    assert.ok(tf.getGradient(BATCH_NORM_KERNEL) != null);
   });
 });

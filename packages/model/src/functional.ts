@@ -48,6 +48,11 @@ export function forward(
   const batchStats: ForwardResult['batchStats'] = [];
   const values = new Map<string, tf.Tensor>();
   const get = (name: string) => values.get(name)!;
+  // A backend with a fused BatchNorm kernel (@chorus/backend registers one on WASM) runs each
+  // training BatchNorm, with the ReLU that alone consumes it, as one kernel forward and one
+  // backward. The fused ReLU's node then passes the BatchNorm node's (already rectified) value on.
+  const fused = bn.kind === 'batch' && tf.getKernel(FUSED_BATCH_NORM_KERNEL, tf.getBackend()) != null;
+  const fusedRelu = fused ? reluOnlyConsumers(graph) : new Set<string>();
   for (const node of graph.nodes) {
     let out: tf.Tensor;
     switch (node.op) {
@@ -65,7 +70,10 @@ export function forward(
         const beta = param(node.name, 'beta');
         let mean: tf.Tensor;
         let variance: tf.Tensor;
-        if (bn.kind === 'batch') {
+        if (fused) {
+          out = fusedNormalize(input, gamma, beta, groups, fusedRelu.has(node.name), batchStats);
+          break;
+        } else if (bn.kind === 'batch') {
           out = groupNormalize(input as tf.Tensor4D, gamma, beta, groups, batchStats);
           break;
         } else {
@@ -78,7 +86,7 @@ export function forward(
         break;
       }
       case 'relu':
-        out = tf.relu(get(node.input));
+        out = fusedRelu.has(node.input) ? get(node.input) : tf.relu(get(node.input));
         break;
       case 'add':
         out = tf.add(get(node.inputs[0]), get(node.inputs[1]));
@@ -149,6 +157,47 @@ function groupNormalize(
   const groupMean = tf.reshape(mean, [groups, c]);
   const batchMean = tf.mean(groupMean, 0);
   const batchSquare = tf.mean(tf.add(tf.reshape(variance, [groups, c]), tf.square(groupMean)), 0);
+  batchStats.push({ mean: batchMean as tf.Tensor1D, variance: tf.relu(tf.sub(batchSquare, tf.square(batchMean))) as tf.Tensor1D });
+  return out;
+}
+
+/** Name of the fused BatchNorm kernel (@chorus/backend's wasm/batch-norm.ts documents it). */
+export const FUSED_BATCH_NORM_KERNEL = 'ChorusBatchNorm';
+
+/** BatchNorm nodes whose only consumer is a ReLU node: their ReLU can run inside the BatchNorm. */
+function reluOnlyConsumers(graph: ModelGraph): Set<string> {
+  const consumers = new Map<string, ModelGraph['nodes'][number][]>();
+  for (const node of graph.nodes) {
+    const inputs = 'inputs' in node ? node.inputs : 'input' in node ? [node.input] : [];
+    for (const input of inputs) consumers.set(input, [...(consumers.get(input) ?? []), node]);
+  }
+  const out = new Set<string>();
+  for (const node of graph.nodes) {
+    const users = consumers.get(node.name) ?? [];
+    if (node.op === 'bn' && node.name !== graph.output && users.length === 1 && users[0].op === 'relu') out.add(node.name);
+  }
+  return out;
+}
+
+/**
+ * groupNormalize (and the ReLU after it, if `relu`) as one fused kernel: the same function,
+ * the same pooled statistics, with the moments taken in float64 inside the kernel.
+ */
+function fusedNormalize(
+  input: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  groups: number,
+  relu: boolean,
+  batchStats: ForwardResult['batchStats'],
+): tf.Tensor {
+  const [out, mean, variance] = tf.engine().runKernel(FUSED_BATCH_NORM_KERNEL, { x: input, gamma, beta }, {
+    groups,
+    epsilon: BN_EPSILON,
+    relu,
+  } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  const batchMean = tf.mean(mean, 0);
+  const batchSquare = tf.mean(tf.add(variance, tf.square(mean)), 0);
   batchStats.push({ mean: batchMean as tf.Tensor1D, variance: tf.relu(tf.sub(batchSquare, tf.square(batchMean))) as tf.Tensor1D });
   return out;
 }

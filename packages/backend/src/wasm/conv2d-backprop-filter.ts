@@ -19,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type BackendWasm, type KernelArgs, disposeAll, f32, matMul2d, sizeOf, transpose2d, view } from './util.js';
 import { transposeInfo } from './transpose.js';
+import { pointer, simdKernels } from './simd/module.js';
 
 /** Upper bound on the im2col buffer, in float32 elements (64 MB). */
 let maxColsElements = 1 << 24;
@@ -174,6 +175,14 @@ function backpropFilterNHWC(x: tf.TensorInfo, dy: tf.TensorInfo, g: Geometry, ba
   if (batch === 0 || outH * outW === 0 || kc === 0 || outC === 0) {
     const out = backend.makeOutput(filterShape, 'float32');
     f32(backend, out).fill(0);
+    return out;
+  }
+  const simd = inC % 4 === 0 && outC % 8 === 0 ? simdKernels(backend) : null;
+  if (simd != null) {
+    // The direct WebAssembly SIMD kernel: no im2col, no GEMM packing (assembly/kernels.ts).
+    const out = backend.makeOutput(filterShape, 'float32');
+    const [px, pdy, pout] = [pointer(backend, x), pointer(backend, dy), pointer(backend, out)];
+    simd.convBackpropFilter(px, pdy, pout, batch, g.inH, g.inW, inC, outH, outW, outC, kH, kW, sH, sW, g.padTop, g.padLeft);
     return out;
   }
   const chunk = Math.max(1, Math.min(batch, Math.floor(maxColsElements / perImage)));

@@ -8,6 +8,10 @@
  *   BatchNorm reductions over [0, 1, 2]): faster replacements of slow stock
  *   kernels; every case they do not speed up falls back to the stock kernel.
  *
+ * - ChorusBatchNorm and ChorusBatchNormGrad (see batch-norm.ts): BatchNorm (+ ReLU)
+ *   forward and backward as WebAssembly SIMD kernels, registered only where the engine runs
+ *   WebAssembly SIMD; the model composes tfjs ops where they are missing.
+ *
  * Idempotent, and callable before or after `tf.setBackend('wasm')`: a replaced
  * stock kernel's setupFunc is kept on the replacement so a backend initialised
  * later still sets up the stock code the fallbacks call.
@@ -15,6 +19,8 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { batchMatMulConfig } from './batch-mat-mul.js';
+import { batchNormConfig, batchNormGradConfig, batchNormGradient } from './batch-norm.js';
+import { simdSupported } from './simd/module.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.js';
 import { meanConfig } from './mean.js';
@@ -26,6 +32,7 @@ import { getSavedStockKernel, saveStockKernel } from './util.js';
 
 /** The kernels registered by `registerWasmTrainingKernels`, in registration order. */
 export const wasmTrainingKernelConfigs: readonly tf.KernelConfig[] = [
+  ...(simdSupported() ? [batchNormConfig, batchNormGradConfig] : []),
   conv2DBackpropFilterConfig,
   conv2DBackpropInputConfig,
   tileConfig,
@@ -38,6 +45,7 @@ export const wasmTrainingKernelConfigs: readonly tf.KernelConfig[] = [
 
 /** Registers the Chorus WASM training kernels (see module doc). Safe to call repeatedly. */
 export function registerWasmTrainingKernels(): void {
+  if (simdSupported() && tf.getGradient(batchNormGradient.kernelName) == null) tf.registerGradient(batchNormGradient);
   for (const config of wasmTrainingKernelConfigs) {
     const current = tf.getKernel(config.kernelName, 'wasm');
     if (current != null && current.kernelFunc === config.kernelFunc) continue;
