@@ -1,37 +1,39 @@
 /**
- * Framework cost per step: a real coordinator and N workers over real WebSockets on
- * 127.0.0.1, where each worker's "compute" is a fixed delay. Whatever a step takes beyond that
- * delay is Chorus: encode, transfer, decode and validate, reduce, optimizer, broadcast.
- * Also the bytes on the wire per step and worker against the floor of 2 x parameters x 4 bytes
- * (one fp32 gradient up, one fp32 weight vector down), and a breakdown of the pieces measured
- * one by one. The fake workers (fake-workers.ts) run on a worker thread, so their own encoding,
- * masking and decoding take the other core, as remote workers' would; with
- * CHORUS_BENCH_IN_PROCESS=1 they share the coordinator's thread (an upper bound).
+ * Framework cost per step: a real coordinator process (the compiled CLI, as users start it) and
+ * N workers over real WebSockets on 127.0.0.1, where each worker's "compute" is a fixed delay.
+ * Whatever a step takes beyond that delay is Chorus: transfer, decode and validate, reduce,
+ * optimizer, broadcast, for each codec. Also the bytes on the wire per step and worker against
+ * the fp32 floor of 2 x parameters x 4 bytes, and the pieces measured one by one, the worker's
+ * own among them: the fake workers (fake-workers.ts, on a worker thread of this process) skip
+ * their own work, which real workers do each on their own machine, so it is added beside.
  *
- *   npx tsx bench/overhead.bench.ts        (from apps/coordinator; writes bench/results/overhead.json)
+ *   npm run build && npx tsx bench/overhead.bench.ts   (from apps/coordinator; writes bench/results/overhead.json)
+ *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
+ *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { loadCifar10 } from '@chorus/data/node';
+import { execFileSync, spawn } from 'node:child_process';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
-import { ErrorFeedback, PROTOCOL_VERSION, PublicWeights, applyDelta, encodeMessage, getGradientCodec, isCodecName, parseMessage, type CodecName, type Message } from '@chorus/protocol';
+import { type Status, type StepRecord, ErrorFeedback, PROTOCOL_VERSION, PublicWeights, applyDelta, encodeMessage, getGradientCodec, isCodecName, parseMessage, type CodecName, type Message } from '@chorus/protocol';
 import { createOptimizer } from '@chorus/train';
 import { fakeWorker } from './fake-workers.js';
-import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, StepReducer, createLogger, createMetrics, type RunConfig } from '../src/index.js';
+import { StepReducer } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const data = await loadCifar10(process.env.CHORUS_CIFAR_DIR ?? resolve(root, '../shared/datasets/cifar-10-batches-bin'));
+const cifarDir = process.env.CHORUS_CIFAR_DIR ?? resolve(root, '../shared/datasets/cifar-10-batches-bin');
+const TOKEN = 'overhead-bench';
 const spec = PRESETS.resnet20v2;
 const layout = weightLayout(buildGraph(spec));
 const P = layout.paramCount;
 const DELAY_MS = 200;
 const STEPS = Number(process.env.CHORUS_BENCH_STEPS ?? 32);
 const BATCH = 128;
-// CHORUS_BENCH_IN_PROCESS=1: the fake workers share the coordinator's thread (the bench's
-// first form, an upper bound); by default they run on a worker thread, like remote workers.
+// CHORUS_BENCH_IN_PROCESS=1: the fake workers run on this process's main thread; by default
+// on a worker thread.
 const IN_PROCESS = process.env.CHORUS_BENCH_IN_PROCESS === '1';
 
 const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c) => {
@@ -39,49 +41,97 @@ const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c
   return c;
 });
 
-async function run(n: number, codec: CodecName) {
-  const config: RunConfig = {
-    preset: 'resnet20v2', spec, batch: BATCH, steps: STEPS, lr: 0.1, optimizer: 'sgd', weightDecay: 5e-4,
-    warmupSteps: 1, schedule: 'cosine', bnGroup: 8, seed: 1, augment: true, codec,
+/** A coordinator process as users start it (compiled, no TypeScript loader in its heap). */
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
+async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+async function startCoordinator(n: number, codec: CodecName): Promise<{ base: string; port: number; pid: number; stop: () => Promise<void> }> {
+  // CHORUS_BENCH_PROFILE=DIR: a CPU profile of the coordinator process, written to DIR.
+  const profile = process.env.CHORUS_BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.CHORUS_BENCH_PROFILE] : [];
+  const child = spawn(process.execPath, [
+    ...profile, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
+    '--batch', String(BATCH), '--steps', '1000000', '--bn-group', '8', '--warmup', '1', '--eval-every', '0', '--eval-examples', '1',
+    '--token', TOKEN, '--min-workers', String(n), '--codec', codec,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
   };
-  const metrics = createMetrics();
-  const coordinator = new Coordinator({
-    config,
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: n, evalExamples: 1, checkpointEvery: 0 },
-    data,
-    token: 't',
-    log: createLogger({ quiet: true }),
-    metrics,
-  });
-  const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log: createLogger({ quiet: true }) });
-  const { port } = await server.listen();
-  const options = { url: `ws://127.0.0.1:${port}/ws`, token: 't', paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
-  let stopWorkers: () => Promise<void>;
-  if (IN_PROCESS) {
-    const sockets = await Promise.all(Array.from({ length: n }, () => fakeWorker(options)));
-    stopWorkers = async () => { for (const s of sockets) s.close(); };
-  } else {
-    // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
-    const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
-    const thread = new Worker(entry, { eval: true, workerData: { ...options, n } });
-    await new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); });
-    stopWorkers = async () => { thread.postMessage('stop'); await thread.terminate(); };
+  try {
+    const port = await until('the coordinator banner', 60_000, () => {
+      if (child.exitCode !== null) throw new Error(`coordinator exited:\n${output}`);
+      const m = /dashboard:\s+http:\/\/127\.0\.0\.1:(\d+)\//.exec(output);
+      return m ? Number(m[1]) : null;
+    });
+    return { base: `http://127.0.0.1:${port}`, port, pid: child.pid!, stop };
+  } catch (error) {
+    await stop();
+    throw error;
   }
-  await coordinator.run();
-  const steps = coordinator.history.steps.slice(2); // the first steps measure speeds
-  // The median step: a shared 2-core machine has the odd step that waited for another process.
-  const sorted = steps.map((s) => s.seconds * 1000).sort((a, b) => a - b);
-  const meanMs = sorted[Math.floor(sorted.length / 2)]!;
-  const text = await metrics.metrics();
-  const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  const bytes = counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total');
-  await stopWorkers();
-  await server.close();
-  // The coordinator's own share, from its step breakdown: adding gradients as they arrive plus
-  // the totals, the optimizer, encoding and sending the update; and the last shard's transfer.
-  const bd = (f: (b: NonNullable<(typeof steps)[number]['breakdown']>) => number) => steps.reduce((a, s) => a + (s.breakdown ? f(s.breakdown) : NaN), 0) / steps.length;
-  const breakdown = { reduceMs: bd((b) => b.reduceMs), optimizerMs: bd((b) => b.optimizerMs), broadcastMs: bd((b) => b.broadcastMs), transferMs: bd((b) => b.transferMs), waitMs: bd((b) => b.waitMs) };
-  return { codec, workers: n, stepMs: meanMs, overheadMs: meanMs - DELAY_MS, bytesPerStepPerWorker: bytes / STEPS / n, floor: 2 * P * 4, breakdown };
+}
+
+async function until<T>(what: string, ms: number, probe: () => T | null | false | Promise<T | null | false>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== null && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    // Not too often: every status request is work on the coordinator being measured.
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function run(n: number, codec: CodecName) {
+  const coordinator = await startCoordinator(n, codec);
+  let stopWorkers = async () => {};
+  try {
+    const options = { url: `ws://127.0.0.1:${coordinator.port}/ws`, token: TOKEN, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
+    if (IN_PROCESS) {
+      const sockets = await Promise.all(Array.from({ length: n }, () => fakeWorker(options)));
+      stopWorkers = async () => { for (const s of sockets) s.close(); };
+    } else {
+      // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
+      const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+      const thread = new Worker(entry, { eval: true, workerData: { ...options, n } });
+      await new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); });
+      stopWorkers = async () => { thread.postMessage('stop'); await thread.terminate(); };
+    }
+    const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
+    // The coordinator's CPU time over the measured steps: its own cost, whatever it waits on.
+    const from = await until('the warm-up steps', 600_000, async () => { const s = await status(); return s.step >= 2 && { step: s.step, cpuMs: await cpuMsOf(coordinator.pid) }; });
+    const done = await until(`${STEPS} steps`, 600_000, async () => { const s = await status(); return s.step >= STEPS && s; });
+    const cpuMsPerStep = ((await cpuMsOf(coordinator.pid)) - from.cpuMs) / (done.step - from.step);
+    const steps = done.recentSteps.filter((r) => r.step > 2); // the first steps measure speeds
+    // The median step: a shared 2-core machine has the odd step that waited for another process.
+    const sorted = steps.map((s) => s.seconds * 1000).sort((a, b) => a - b);
+    const medianMs = sorted[Math.floor(sorted.length / 2)]!;
+    // Read while it runs on (it was started for more steps than measured): bytes over the steps so far.
+    const text = await (await fetch(`${coordinator.base}/metrics`)).text();
+    const stepsSoFar = (await status()).step;
+    const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const bytes = counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total');
+    // The coordinator's own share, from its step breakdown: adding gradients as they arrive plus
+    // the totals, the optimizer, encoding and sending the update; and the last shard's transfer.
+    const bd = (f: (b: NonNullable<StepRecord['breakdown']>) => number) => steps.reduce((a, s) => a + (s.breakdown ? f(s.breakdown) : NaN), 0) / steps.length;
+    const breakdown = { reduceMs: bd((b) => b.reduceMs), optimizerMs: bd((b) => b.optimizerMs), broadcastMs: bd((b) => b.broadcastMs), transferMs: bd((b) => b.transferMs), waitMs: bd((b) => b.waitMs) };
+    return { codec, workers: n, cpuMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: 2 * P * 4, breakdown };
+  } finally {
+    await stopWorkers();
+    await coordinator.stop();
+  }
 }
 
 function time(fn: () => void, reps = 30): number {
@@ -143,12 +193,12 @@ console.log(`\nmachine: ${machine}; resnet20v2 (${P.toLocaleString('en-US')} par
 // A real worker does its own pieces in parallel with the others, once per step, on the path from
 // one update to its gradient: the step a fleet sees is the measured one plus those.
 const workerMs = (codec: CodecName) => Object.entries(pieces[codec]!).filter(([k]) => k.startsWith('worker:')).reduce((a, [, v]) => a + v, 0);
-console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | bytes/step/worker | floor 2·P·4 | ratio |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | coordinator CPU (ms/step) | % of step | bytes/step/worker | floor 2·P·4 | ratio |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   const own = workerMs(r.codec);
   const cost = r.overheadMs + own;
-  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
+  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${r.cpuMsPerStep.toFixed(1)} | ${((100 * r.cpuMsPerStep) / r.stepMs).toFixed(1)}% | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
 }
 console.log('\n| codec | workers | reduce (ms) | optimizer (ms) | broadcast (ms) | last shard transfer (ms) | first-to-last arrival (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.codec} | ${r.workers} | ${r.breakdown.reduceMs.toFixed(1)} | ${r.breakdown.optimizerMs.toFixed(1)} | ${r.breakdown.broadcastMs.toFixed(1)} | ${r.breakdown.transferMs.toFixed(1)} | ${r.breakdown.waitMs.toFixed(1)} |`);

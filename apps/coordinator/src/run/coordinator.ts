@@ -71,6 +71,7 @@ export class Coordinator {
   /** The sum and mean of every step's reduction, reused (one step is reduced at a time). */
   private readonly reduction: ReductionBuffers;
   private readonly updateFrames = new UpdateFrames();
+  private hashed: { step: number; hash: string } | null = null;
   private training: TrainingStep | null = null;
   private evaluation: ShardRound<EvalShardResult> | null = null;
   private nextShardId = 1;
@@ -314,6 +315,7 @@ export class Coordinator {
       if (state.publicParams.length !== this.layout.paramCount) throw new Error(`the checkpoint's public weights have ${state.publicParams.length} values; the model has ${this.layout.paramCount}`);
     }
     this.master.restore(state);
+    this.hashed = null;
     if (this.publicWeights) this.publicWeights = new PublicWeights(this.codec, state.publicParams!);
     this.history.restore(state.history as Partial<RunHistory> | undefined);
     this.history.event('resume', `resumed from the checkpoint at step ${state.step}`);
@@ -330,8 +332,14 @@ export class Coordinator {
     return path;
   }
 
+  /**
+   * SHA-256 of the master weights, for the status (clients compare replicas by it). Hashed once
+   * per weights version: a dashboard or script polling /api/status would otherwise hash 2.3 MB
+   * per request.
+   */
   paramsHash(): string {
-    return hashParams(this.params);
+    if (this.hashed?.step !== this.step) this.hashed = { step: this.step, hash: hashParams(this.params) };
+    return this.hashed.hash;
   }
 
   /** Live feed of steps, evaluations and events (the dashboard's monitor socket). */
