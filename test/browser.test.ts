@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_KERNEL, registerWasmTrainingKernels, setSimdKernelsEnabled } from '@chorus/backend';
 import { selectNodeBackend } from '@chorus/backend/node';
 import { decodeCheckpoint } from '@chorus/coordinator';
 import { gatherExamples } from '@chorus/data';
@@ -213,6 +214,23 @@ test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'
       assert.ok(Object.is(Math.fround(two.lossSum), Math.fround(node.lossSum)), `${what}: loss ${two.lossSum} in the tab vs ${node.lossSum} in Node`);
       assert.ok(bits(two.gradient).equals(bits(node.gradient)), `${what}: the tab's gradient bits differ from Node's`);
       assert.ok(bits(two.bnMoments).equals(bits(node.bn.moments)), `${what}: the tab's BatchNorm moments differ from Node's`);
+      if (seed === 7) {
+        // Node trains through Chorus' WebAssembly SIMD kernels: the fused BatchNorm + ReLU and
+        // the direct filter gradient. Without either, the same shard gives other bits, so the tab
+        // ran both.
+        const without = async (off: () => void, on: () => void) => {
+          off();
+          try {
+            return await referenceShardGradient(spec, params, shard);
+          } finally {
+            on();
+          }
+        };
+        const noFusedBn = await without(() => tf.unregisterKernel(BATCH_NORM_KERNEL, 'wasm'), registerWasmTrainingKernels);
+        assert.ok(!bits(noFusedBn.gradient).equals(bits(node.gradient)), `${what}: the fused BatchNorm kernels changed no bit`);
+        const noSimdConv = await without(() => setSimdKernelsEnabled(false), () => setSimdKernelsEnabled(true));
+        assert.ok(!bits(noSimdConv.gradient).equals(bits(node.gradient)), `${what}: the SIMD filter gradient changed no bit`);
+      }
       t.diagnostic(`${what}: loss sum ${two.lossSum}, 1 and 2 threads and Node bit-identical`);
     }
   } finally {

@@ -5,13 +5,17 @@
  * synchronously, so the wall time of a kernel function is its cost; what is left of the step
  * is the engine (tape, tidy, gradient bookkeeping), the optimizer and the read-back.
  *
- *   cd apps/local-trainer && npx tsx bench/kernel-profile.bench.ts [--model=resnet20v2] [--batch=32] [--steps=3] [--shapes]
+ *   cd apps/local-trainer && npx tsx bench/kernel-profile.bench.ts [--model=resnet20v2] [--batch=32] [--steps=3] [--shapes] [--baseline]
+ *
+ * --baseline: without Chorus' WebAssembly SIMD kernels (no fused BatchNorm, the im2col filter
+ * gradient): the kernels as they were before them, for a before/after in the same conditions.
  *
  * Kernels called by other kernels (the stock code Chorus' kernels call, through the registry or
  * not) are counted once, in the kernel the engine ran. --shapes splits each kernel by its first input's shape.
  * Prints a markdown table of the per-step mean over the timed steps (the first step warms up).
  */
 import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, setSimdKernelsEnabled } from '@chorus/backend';
 import { selectNodeBackend } from '@chorus/backend/node';
 import { PRESETS, initialParams } from '@chorus/model';
 import { Replica, createOptimizer } from '@chorus/train';
@@ -21,9 +25,14 @@ const model = arg('model', 'resnet20v2') as keyof typeof PRESETS;
 const batch = Number(arg('batch', '32'));
 const steps = Number(arg('steps', '3'));
 const byShape = process.argv.includes('--shapes');
+const baseline = process.argv.includes('--baseline');
 
 tf.env().set('PROD', true);
 await selectNodeBackend({ force: 'wasm' });
+if (baseline) {
+  setSimdKernelsEnabled(false);
+  for (const name of [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL]) tf.unregisterKernel(name, 'wasm');
+}
 
 interface Tally {
   ms: number;
@@ -88,7 +97,7 @@ replica.dispose();
 const perStep = (ms: number) => ms / steps;
 const rows = [...tallies.entries()].sort((a, b) => b[1].ms - a[1].ms);
 const kernelMs = rows.reduce((s, [, t]) => s + t.ms, 0);
-console.log(`${model}, batch ${batch} (micro-batches of 32), wasm, ${steps} steps: ${perStep(stepMs).toFixed(0)} ms/step, ${((batch * 1000) / perStep(stepMs)).toFixed(1)} images/s\n`);
+console.log(`${model}, batch ${batch} (micro-batches of 32), wasm${baseline ? ' without the SIMD kernels (--baseline)' : ''}, ${steps} steps: ${perStep(stepMs).toFixed(0)} ms/step, ${((batch * 1000) / perStep(stepMs)).toFixed(1)} images/s\n`);
 console.log('| kernel | calls/step | ms/step | share of step |');
 console.log('| --- | ---: | ---: | ---: |');
 for (const [key, t] of rows) {

@@ -7,14 +7,19 @@
  * Each case: 2 warm-up runs, then the median of `runs` timed runs, stock and
  * Chorus runs interleaved (the output is read back with dataSync inside the
  * timing). Prints a markdown table (progress goes to stderr).
- * Conv2DBackpropFilter has no stock WASM kernel; its row gives the forward
- * Conv2D of the same shape as a reference instead. The last row times a whole
+ * Conv2DBackpropFilter has no stock WASM kernel: its "stock" column is Chorus'
+ * im2col + XNNPACK GEMM path, its "chorus" column the direct WebAssembly SIMD
+ * kernel, and the note gives the forward Conv2D of the same shape. The fused
+ * BatchNorm + ReLU rows compare the model's composed tfjs ops (with every
+ * other Chorus kernel registered) with ChorusBatchNorm, forward and backward. The last row times a whole
  * resnet20v2 training step; its "stock" run keeps the Chorus
  * Conv2DBackpropFilter registered (training cannot run without it).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels, unregisterWasmTrainingKernels } from '../src/wasm/register.js';
+import { BATCH_NORM_KERNEL } from '../src/wasm/batch-norm.js';
+import { setSimdKernelsEnabled } from '../src/wasm/simd/module.js';
 
 const BATCH = 32;
 const runsArg = process.argv.find((a) => a.startsWith('--runs='));
@@ -110,12 +115,57 @@ for (const [label, size, ci, co, k, s] of convs) {
     () => tf.engine().runKernel(tf.Conv2DBackpropInput, { dy, filter: w }, { strides: s, pad: 'same', dataFormat: 'NHWC', inputShape: xShape }) as tf.Tensor,
   );
   const fwd = median(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, 'same'));
-  const dw = median(
-    () => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: s, pad: 'same', dataFormat: 'NHWC', filterShape: wShape }) as tf.Tensor,
-  );
-  rows.push({ kernel: 'Conv2DBackpropFilter', shape, stock: null, chorus: dw, note: `stock: missing; forward Conv2D ${fwd.toFixed(1)} ms` });
-  console.error(`Conv2DBackpropFilter ${shape}: chorus ${dw.toFixed(1)} ms (fwd ${fwd.toFixed(1)})`);
+  const dwFn = () =>
+    tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: s, pad: 'same', dataFormat: 'NHWC', filterShape: wShape }) as tf.Tensor;
+  setSimdKernelsEnabled(false);
+  const im2col = median(dwFn);
+  setSimdKernelsEnabled(true);
+  const dw = median(dwFn);
+  rows.push({ kernel: 'Conv2DBackpropFilter', shape, stock: im2col, chorus: dw, note: `forward Conv2D ${fwd.toFixed(1)} ms` });
+  console.error(`Conv2DBackpropFilter ${shape}: im2col ${im2col.toFixed(1)} ms, simd ${dw.toFixed(1)} ms (fwd ${fwd.toFixed(1)})`);
   tf.dispose([x, w, dy]);
+}
+
+// BatchNorm (batch moments, one group of 32) + ReLU, forward and backward: the model's
+// composed ops against the fused kernel.
+for (const [size, c] of [
+  [32, 16],
+  [32, 64],
+  [16, 128],
+  [8, 256],
+]) {
+  const x = tf.randomNormal([BATCH, size, size, c]);
+  const dy = tf.randomNormal([BATCH, size, size, c]);
+  const gamma = tf.randomUniform([c], 0.5, 1.5);
+  const beta = tf.randomNormal([c]);
+  const composed = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor => {
+    const grouped = tf.reshape(a, [1, -1, c]);
+    const { mean, variance } = tf.moments(grouped, [1], true);
+    const scale = tf.mul(tf.rsqrt(tf.add(variance, 1e-3)), g);
+    return tf.relu(tf.reshape(tf.add(tf.mul(tf.sub(grouped, mean), scale), b), a.shape));
+  };
+  const fused = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor =>
+    (tf.engine().runKernel(BATCH_NORM_KERNEL, { x: a, gamma: g, beta: b }, { groups: 1, epsilon: 1e-3, relu: true } as unknown as tf.NamedAttrMap) as tf.Tensor[])[0];
+  const step = (f: typeof composed) => (): tf.Tensor =>
+    tf.tidy(() => {
+      const [dx, dg, db] = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), dy)))([x, gamma, beta]);
+      return tf.concat([tf.reshape(dx, [-1]), dg, db]);
+    });
+  const stockTimes: number[] = [];
+  const fusedTimes: number[] = [];
+  for (let i = -2; i < RUNS; i++) {
+    const st = timeOnce(step(composed));
+    const ft = timeOnce(step(fused));
+    if (i >= 0) {
+      stockTimes.push(st);
+      fusedTimes.push(ft);
+    }
+  }
+  const stock = medianOf(stockTimes);
+  const chorus = medianOf(fusedTimes);
+  rows.push({ kernel: 'BatchNorm + ReLU, forward + backward', shape: `[${BATCH},${size},${size},${c}] (composed tfjs ops vs ChorusBatchNorm)`, stock, chorus });
+  console.error(`BatchNorm + ReLU [${BATCH},${size},${size},${c}]: composed ${stock.toFixed(1)} ms, fused ${chorus.toFixed(1)} ms`);
+  tf.dispose([x, dy, gamma, beta]);
 }
 
 // BatchNorm gradient: tile(reshape(rsqrt(var), [1, 1, 1, C]), [B, H, W, 1]).

@@ -1,4 +1,6 @@
 export { registerWasmTrainingKernels } from './wasm/register.js';
+export { BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL } from './wasm/batch-norm.js';
+export { setSimdKernelsEnabled, simdSupported } from './wasm/simd/module.js';
 export { checkTrainingStep } from './self-test.js';
 export { defaultMicroBatch, microBatchFor, type Host } from './micro-batch.js';
 export { chooseBackend, describeCandidate, formatRate, measurements } from './choose.js';

@@ -19,7 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type BackendWasm, type KernelArgs, disposeAll, f32, matMul2d, sizeOf, transpose2d, view } from './util.js';
 import { transposeInfo } from './transpose.js';
-import { pointer, simdKernels } from './simd/module.js';
+import { pointer, simdKernels, simdPathsEnabled } from './simd/module.js';
 
 /** Upper bound on the im2col buffer, in float32 elements (64 MB). */
 let maxColsElements = 1 << 24;
@@ -177,7 +177,7 @@ function backpropFilterNHWC(x: tf.TensorInfo, dy: tf.TensorInfo, g: Geometry, ba
     f32(backend, out).fill(0);
     return out;
   }
-  const simd = inC % 4 === 0 && outC % 8 === 0 ? simdKernels(backend) : null;
+  const simd = simdPathsEnabled() && inC % 4 === 0 && outC % 8 === 0 ? simdKernels(backend) : null;
   if (simd != null) {
     // The direct WebAssembly SIMD kernel: no im2col, no GEMM packing (assembly/kernels.ts).
     const out = backend.makeOutput(filterShape, 'float32');

@@ -73,9 +73,14 @@ export function setSimdKernelsEnabled(on: boolean): boolean {
   return prev;
 }
 
+/** Whether the SIMD paths of Chorus' existing kernels are on (see setSimdKernelsEnabled). */
+export function simdPathsEnabled(): boolean {
+  return enabled;
+}
+
 /** The SIMD kernels on this backend's memory, or null where SIMD or the memory is unavailable. */
 export function simdKernels(backend: BackendWasm): SimdKernels | null {
-  if (!enabled || !simdSupported()) return null;
+  if (!simdSupported()) return null;
   const memory = backendMemory(backend);
   if (memory == null) return null;
   let kernels = instances.get(memory);
