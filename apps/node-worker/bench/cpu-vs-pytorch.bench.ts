@@ -158,9 +158,13 @@ if (headline !== null) {
   console.log(`\nheadline: resnet20v2, batch 128, ${top} threads: Chorus ${chorusTop!.imagesPerSecond.toFixed(1)} images/s = ${headline.toFixed(3)}x PyTorch's ${torchRow(128, top)!.imagesPerSecond.toFixed(1)} (target 0.25x, long run 0.5x)`);
 }
 for (const s of skipped) console.log(`skipped ${s}`);
+// The 1-minute load counts this run's own threads too, so it is only a hint; but well above
+// nothing before the run, or above the thread count after it, another process had the cores.
+const busy = loadBefore[0] > 0.5 || loadAfter[0] > top + 0.5;
+if (busy) console.log(`WARNING: the machine was busy (load ${loadBefore[0]} before, ${loadAfter[0]} after): PyTorch's threads slow down most when a core is taken; rerun when it is idle`);
 if (rows.some((r) => r.sameBits === false)) console.log('WARNING: a thread count changed the bits of a shard (test/threads.test.ts should catch this)');
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
 await writeFile(
   resolve(root, 'bench/results/cpu-vs-pytorch.json'),
-  JSON.stringify({ machine, date: new Date().toISOString(), model: 'resnet20v2', loadavg: { before: loadBefore, after: loadAfter }, headline: { batch: 128, threads: top, ratio: headline }, rows, skipped }, null, 2) + '\n',
+  JSON.stringify({ machine, date: new Date().toISOString(), model: 'resnet20v2', loadavg: { before: loadBefore, after: loadAfter, busy }, headline: { batch: 128, threads: top, ratio: headline }, rows, skipped }, null, 2) + '\n',
 );
