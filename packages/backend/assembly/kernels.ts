@@ -313,3 +313,36 @@ export function convBackpropFilter(
     }
   }
 }
+
+/**
+ * Sum over the middle axis: dst[o, k] = scale * sum_r src[o, r, k] for src [outer, reduce, inner]
+ * (Sum and Mean over [0, 1, 2] of NHWC: the conv bias and BatchNorm reductions). Rows are
+ * added in f32 in chunks of CHUNK rows, the chunks in f64.
+ *   scratch: at least 12 * inner bytes, 8-byte aligned.
+ */
+export function sumMiddleAxis(src: usize, dst: usize, outer: i32, reduce: i32, inner: i32, scale: f64, scratch: usize): void {
+  const total = scratch;                        // f64 [inner]
+  const part = total + (<usize>inner << 3);     // f32 [inner]
+  const c4 = inner & ~3;
+  const rowBytes = <usize>inner << 2;
+  for (let o = 0; o < outer; o++) {
+    const base = src + <usize>o * <usize>reduce * rowBytes;
+    zero(total, 2 * inner);
+    zero(part, inner);
+    for (let r0 = 0; r0 < reduce; r0 += CHUNK) {
+      const r1 = min(reduce, r0 + CHUNK);
+      for (let r = r0; r < r1; r++) {
+        const row = base + <usize>r * rowBytes;
+        let k = 0;
+        for (; k < c4; k += 4) {
+          const off = <usize>k << 2;
+          v128.store(part + off, f32x4.add(v128.load(part + off), v128.load(row + off)));
+        }
+        for (; k < inner; k++) setF32(part, k, f32At(part, k) + f32At(row, k));
+      }
+      flush(part, total, inner);
+    }
+    const out = dst + <usize>o * rowBytes;
+    for (let k = 0; k < inner; k++) setF32(out, k, <f32>(f64At(total, k) * scale));
+  }
+}

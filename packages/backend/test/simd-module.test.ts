@@ -56,6 +56,6 @@ for (const [name, base64, shared] of [
     // Instantiates on a memory of its kind.
     const memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true }) : new WebAssembly.Memory({ initial: 1 });
     const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
-    assert.deepEqual(Object.keys(exports).sort(), ['bnBackward', 'bnForward', 'convBackpropFilter', 'memory']);
+    assert.deepEqual(Object.keys(exports).sort(), ['bnBackward', 'bnForward', 'convBackpropFilter', 'memory', 'sumMiddleAxis']);
   });
 }

@@ -389,12 +389,24 @@ describe('Sum and Mean', () => {
     { shape: [4, 5, 6, 7], axis: [0, 2] },
     { shape: [4, 5, 6, 7], axis: [2, 3] },
     { shape: [4, 5, 6, 7], axis: [0, 1, 2, 3] },
+    // resnet20v2 conv bias gradients at batch 32 (more than one 64-row chunk, and a tail).
+    { shape: [32, 32, 32, 64], axis: [0, 1, 2] },
+    { shape: [32, 8, 8, 256], axis: [0, 1, 2] },
+    { shape: [3, 7, 5, 18], axis: [0, 1, 2] },
   ];
   for (const c of cases) {
     test(`${c.shape} axis ${c.axis}${c.keepDims ? ' keepDims' : ''}`, async () => {
-      const data = rand(c.shape, 31);
+      const data = rand(c.shape, 31).map((v, i) => v + (i % 7)); // nonzero means
       await assertMatchesCpu('sum', () => tf.sum(tf.tensor(data, c.shape), c.axis, c.keepDims));
       await assertMatchesCpu('mean', () => tf.mean(tf.tensor(data, c.shape), c.axis, c.keepDims));
+      // The JavaScript path, where WebAssembly SIMD is missing.
+      const prev = setSimdKernelsEnabled(false);
+      try {
+        await assertMatchesCpu('sum (JS)', () => tf.sum(tf.tensor(data, c.shape), c.axis, c.keepDims));
+        await assertMatchesCpu('mean (JS)', () => tf.mean(tf.tensor(data, c.shape), c.axis, c.keepDims));
+      } finally {
+        setSimdKernelsEnabled(prev);
+      }
     });
   }
   test('int32 sum', async () => {
@@ -405,6 +417,32 @@ describe('Sum and Mean', () => {
     const data = rand([4, 8, 8, 16], 33);
     await assertNoLeak('sum', () => tf.sum(tf.tensor(data, [4, 8, 8, 16]), [0, 1, 2]));
     await assertNoLeak('mean', () => tf.mean(tf.tensor(data, [4, 8, 8, 16]), [0, 1, 2], true));
+  });
+});
+
+describe('Identity', () => {
+  test('shares the data (no copy); the clone outlives its source; variables keep their values', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as BackendWasm;
+    const x = tf.tensor([1, 2, 3, 4], [2, 2]);
+    const ids = backend.numDataIds();
+    const y = tf.engine().runKernel(tf.Identity, { x }) as tf.Tensor;
+    assert.equal(backend.numDataIds(), ids, 'no new data');
+    x.dispose();
+    assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3, 4]);
+    // A variable assigned after a clone was taken: the clone keeps the old value.
+    const v = tf.variable(tf.tensor([5, 6]));
+    const saved = tf.clone(v);
+    v.assign(tf.tensor([7, 8]));
+    assert.deepEqual(Array.from(saved.dataSync()), [5, 6]);
+    assert.deepEqual(Array.from(v.dataSync()), [7, 8]);
+    tf.dispose([y, v, saved]);
+  });
+  test('matches cpu (int32, bool, float32) and leaks nothing', async () => {
+    await assertMatchesCpu('float32', () => tf.clone(tf.tensor(rand([3, 4, 5], 40), [3, 4, 5])), 0);
+    await assertMatchesCpu('int32', () => tf.clone(tf.tensor([1, -2, 3], [3], 'int32')), 0);
+    await assertMatchesCpu('bool', () => tf.cast(tf.clone(tf.tensor([1, 0, 1], [3], 'bool')), 'float32'), 0);
+    await assertNoLeak('identity', () => tf.clone(tf.tensor(rand([4, 4], 41), [4, 4])));
   });
 });
 

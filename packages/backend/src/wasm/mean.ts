@@ -2,11 +2,12 @@
  * Mean for the WASM backend: like `sum.ts` (the stock kernel transposes the
  * reduced axes innermost first, which dominates the batch-moment reductions
  * over [0, 1, 2] of NHWC activations); contiguous leading/middle reductions
- * are computed in JS on the WASM heap with float64 accumulators, everything
- * else (and non-float32 inputs) goes to the stock kernel.
+ * are computed on the WASM heap (util.ts reduceMiddle: SIMD, or JS with
+ * float64 accumulators), everything else (and non-float32 inputs) goes to
+ * the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type KernelArgs, f32, middleAxisReduction, reduceMiddleAxis, runStock } from './util.js';
+import { type KernelArgs, middleAxisReduction, reduceMiddle, runStock } from './util.js';
 
 export function mean(args: KernelArgs): tf.TensorInfo {
   const { backend } = args;
@@ -15,7 +16,7 @@ export function mean(args: KernelArgs): tf.TensorInfo {
   const plan = x.dtype === 'float32' ? middleAxisReduction(x.shape, axis, keepDims) : null;
   if (plan == null) return runStock(tf.Mean, args.inputs, backend, args.attrs);
   const out = backend.makeOutput(plan.outShape, 'float32');
-  reduceMiddleAxis(f32(backend, x), f32(backend, out), plan.outer, plan.reduce, plan.inner, 1 / plan.reduce);
+  reduceMiddle(backend, x, out, plan, 1 / plan.reduce);
   return out;
 }
 

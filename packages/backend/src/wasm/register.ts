@@ -5,8 +5,9 @@
  * - Conv2DBackpropFilter: missing from the stock backend (conv training throws).
  * - Conv2DBackpropInput, Tile, StridedSlice, Transpose (rank > 4), BatchMatMul
  *   (transpose flags), Sum and Mean (over leading/middle axes, e.g. the
- *   BatchNorm reductions over [0, 1, 2]): faster replacements of slow stock
- *   kernels; every case they do not speed up falls back to the stock kernel.
+ *   BatchNorm reductions over [0, 1, 2]), Identity (no copy): faster
+ *   replacements of slow stock kernels; every case they do not speed up falls
+ *   back to the stock kernel.
  *
  * - ChorusBatchNorm and ChorusBatchNormGrad (see batch-norm.ts): BatchNorm (+ ReLU)
  *   forward and backward as WebAssembly SIMD kernels, registered only where the engine runs
@@ -23,6 +24,7 @@ import { batchNormConfig, batchNormGradConfig, batchNormGradient } from './batch
 import { simdSupported } from './simd/module.js';
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.js';
+import { identityConfig } from './identity.js';
 import { meanConfig } from './mean.js';
 import { stridedSliceConfig } from './strided-slice.js';
 import { sumConfig } from './sum.js';
@@ -41,6 +43,7 @@ export const wasmTrainingKernelConfigs: readonly tf.KernelConfig[] = [
   batchMatMulConfig,
   sumConfig,
   meanConfig,
+  identityConfig,
 ];
 
 /** Registers the Chorus WASM training kernels (see module doc). Safe to call repeatedly. */

@@ -4,12 +4,13 @@
  * step's backward path (BatchNorm gradients: sum over [0, 1, 2] of an NHWC
  * tensor) that transpose dominates. When the reduced axes form one contiguous
  * block followed by a non-reduced axis, the tensor is viewed as
- * [outer, reduced, inner] and summed over the middle axis in JS on the WASM
- * heap (row-wise, float64 accumulators). Other reductions and non-float32
- * inputs go to the stock kernel.
+ * [outer, reduced, inner] and summed over the middle axis on the WASM heap
+ * (a WebAssembly SIMD kernel, or row-wise in JS with float64 accumulators
+ * where SIMD is missing). Other reductions and non-float32 inputs go to the
+ * stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type KernelArgs, f32, middleAxisReduction, reduceMiddleAxis, runStock } from './util.js';
+import { type KernelArgs, middleAxisReduction, reduceMiddle, runStock } from './util.js';
 
 export function sum(args: KernelArgs): tf.TensorInfo {
   const { backend } = args;
@@ -18,7 +19,7 @@ export function sum(args: KernelArgs): tf.TensorInfo {
   const plan = x.dtype === 'float32' ? middleAxisReduction(x.shape, axis, keepDims) : null;
   if (plan == null) return runStock(tf.Sum, args.inputs, backend, args.attrs);
   const out = backend.makeOutput(plan.outShape, 'float32');
-  reduceMiddleAxis(f32(backend, x), f32(backend, out), plan.outer, plan.reduce, plan.inner, 1);
+  reduceMiddle(backend, x, out, plan, 1);
   return out;
 }
 

@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { pointer, simdKernels, simdPathsEnabled } from './simd/module.js';
 
 export type { BackendWasm };
 
@@ -224,4 +225,19 @@ export function reduceMiddleAxis(src: Float32Array, dst: Float32Array, outer: nu
     const d = o * inner;
     for (let c = 0; c < inner; c++) dst[d + c] = acc[c] * scale;
   }
+}
+
+/**
+ * out = scale * (x summed over the middle axis of `plan`): the WebAssembly SIMD kernel where it
+ * runs (f32 chunks of 64 rows added in f64), else reduceMiddleAxis in JS (f64 throughout).
+ */
+export function reduceMiddle(backend: BackendWasm, x: tf.TensorInfo, out: tf.TensorInfo, plan: MiddleAxisReduction, scale: number): void {
+  const simd = simdPathsEnabled() ? simdKernels(backend) : null;
+  if (simd == null) {
+    reduceMiddleAxis(f32(backend, x), f32(backend, out), plan.outer, plan.reduce, plan.inner, scale);
+    return;
+  }
+  const scratch = backend.makeOutput([3 * plan.inner], 'float32');
+  simd.sumMiddleAxis(pointer(backend, x), pointer(backend, out), plan.outer, plan.reduce, plan.inner, scale, pointer(backend, scratch));
+  backend.disposeData(scratch.dataId);
 }

@@ -21,6 +21,7 @@ export interface SimdKernels {
     dx: number, dgamma: number, dbeta: number,
     groups: number, rows: number, c: number, eps: number, relu: number, scratch: number,
   ): void;
+  sumMiddleAxis(src: number, dst: number, outer: number, reduce: number, inner: number, scale: number, scratch: number): void;
   convBackpropFilter(
     x: number, dy: number, dw: number,
     batch: number, inH: number, inW: number, ci: number, outH: number, outW: number, co: number,
@@ -63,7 +64,7 @@ function backendMemory(backend: BackendWasm): WebAssembly.Memory | null {
 let enabled = true;
 
 /**
- * Turns the SIMD paths of Chorus' existing kernels (Conv2DBackpropFilter's) off or on,
+ * Turns the SIMD paths of Chorus' existing kernels (Conv2DBackpropFilter's, Sum's and Mean's) off or on,
  * and returns the previous setting; for benchmarks and tests that compare with the paths they
  * replace. The fused BatchNorm kernels are registered or not instead (see register.ts).
  */
