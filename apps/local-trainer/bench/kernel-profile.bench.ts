@@ -7,15 +7,16 @@
  *
  *   cd apps/local-trainer && npx tsx bench/kernel-profile.bench.ts [--model=resnet20v2] [--batch=32] [--steps=3] [--shapes] [--baseline]
  *
- * --baseline: without Chorus' WebAssembly SIMD kernels (no fused BatchNorm, the im2col filter
- * gradient): the kernels as they were before them, for a before/after in the same conditions.
+ * --baseline: without what the WebAssembly SIMD work added (fused BatchNorm, the direct filter
+ * gradient, SIMD Sum/Mean, the copy-free Identity): the kernels as they were before it, for a
+ * before/after in the same conditions.
  *
  * Kernels called by other kernels (the stock code Chorus' kernels call, through the registry or
  * not) are counted once, in the kernel the engine ran. --shapes splits each kernel by its first input's shape.
  * Prints a markdown table of the per-step mean over the timed steps (the first step warms up).
  */
 import * as tf from '@tensorflow/tfjs';
-import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, setSimdKernelsEnabled } from '@chorus/backend';
+import { BATCH_NORM_GRAD_KERNEL, BATCH_NORM_KERNEL, setSimdKernelsEnabled, unregisterWasmTrainingKernels } from '@chorus/backend';
 import { selectNodeBackend } from '@chorus/backend/node';
 import { PRESETS, initialParams } from '@chorus/model';
 import { Replica, createOptimizer } from '@chorus/train';
@@ -32,6 +33,7 @@ await selectNodeBackend({ force: 'wasm' });
 if (baseline) {
   setSimdKernelsEnabled(false);
   for (const name of [BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL]) tf.unregisterKernel(name, 'wasm');
+  unregisterWasmTrainingKernels([tf.Identity]);
 }
 
 interface Tally {

@@ -1,4 +1,4 @@
-export { registerWasmTrainingKernels } from './wasm/register.js';
+export { registerWasmTrainingKernels, unregisterWasmTrainingKernels } from './wasm/register.js';
 export { BATCH_NORM_KERNEL, BATCH_NORM_GRAD_KERNEL } from './wasm/batch-norm.js';
 export { setSimdKernelsEnabled, simdSupported } from './wasm/simd/module.js';
 export { checkTrainingStep } from './self-test.js';

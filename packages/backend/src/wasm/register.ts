@@ -65,11 +65,13 @@ export function registerWasmTrainingKernels(): void {
 }
 
 /**
- * Restores the stock kernels (used by the benchmark to time them). Kernels
- * without a stock version (Conv2DBackpropFilter) stay registered.
+ * Restores the stock kernels (used by the benchmarks to time them), all or
+ * those named. Kernels without a stock version (Conv2DBackpropFilter,
+ * ChorusBatchNorm) stay registered.
  */
-export function unregisterWasmTrainingKernels(): void {
+export function unregisterWasmTrainingKernels(names?: readonly string[]): void {
   for (const config of wasmTrainingKernelConfigs) {
+    if (names != null && !names.includes(config.kernelName)) continue;
     const current = tf.getKernel(config.kernelName, 'wasm');
     const stock = getSavedStockKernel(config.kernelName);
     if (current == null || stock == null || current.kernelFunc !== config.kernelFunc) continue;
