@@ -158,7 +158,7 @@ function twoGroupReference(steps: number, optimizer: OptimizerName = 'sgd', lr =
   );
 }
 
-type History = { steps: { step: number; examples: number; shards: number }[]; events: { kind: string; message: string }[] };
+type History = { steps: { step: number; examples: number; shards: number; perWorker: Record<string, number> }[]; events: { kind: string; message: string }[] };
 
 /** The final checkpoint: every step reduced the whole batch, and the weights are the reference's. */
 async function assertLikeReference(dir: string, steps: number, reference: Float32Array, t: { diagnostic(message: string): void }) {
@@ -234,6 +234,9 @@ test('heartbeat: a worker silent past --heartbeat-timeout is dropped, training g
   try {
     const id = await idOf(sleeper);
     await waitFor('step 2', async () => (await c.status()).step >= 2);
+    // Paused while it is silent, so that a fast run cannot end before the drop and the rejoin
+    // have been seen: the heartbeat timeout does not depend on training.
+    await control(c, 'pause');
     sleeper.child.kill('SIGSTOP');
     await waitFor(`${id} to be dropped`, async () => (await c.status()).workers.find((w) => w.id === id)?.state === 'left');
     const dropped = await c.status();
@@ -241,16 +244,22 @@ test('heartbeat: a worker silent past --heartbeat-timeout is dropped, training g
       dropped.events.some((e) => e.kind === 'leave' && new RegExp(`^worker ${id} timed out \\(silent for \\d+ s\\)$`).test(e.message)),
       dropped.events.map((e) => `${e.kind}: ${e.message}`).join('\n'),
     );
+    assert.ok(dropped.step < steps - 3, `paused at step ${dropped.step} of ${steps}`);
+    await control(c, 'resume');
     await waitFor('two steps without it', async () => (await c.status()).step >= dropped.step + 2);
     // Woken, it finds its connection gone and comes back under the same id. Paused meanwhile,
     // so the run cannot end before it is back.
     await control(c, 'pause');
     sleeper.child.kill('SIGCONT');
     await waitFor(`${id} to rejoin`, async () => (await eventsOf(c)).filter((e) => e.startsWith(`join: worker ${id} joined`)).length === 2);
+    const rejoinedAt = (await c.status()).step;
     await control(c, 'resume');
-    await waitFor(`${id} to train again`, async () => (await c.status()).workers.find((w) => w.id === id)?.state === 'training');
     assert.equal(await c.proc.exit(), 0, c.proc.output);
-    await assertLikeReference(dir, steps, (await reference).params, t);
+    // That it trained again is read from the run's own record (the steps' per-worker speeds in
+    // the final checkpoint), not from a live state poll that a fast run can finish before.
+    const history = await assertLikeReference(dir, steps, (await reference).params, t);
+    const after = history.steps.filter((s) => s.step > rejoinedAt);
+    assert.ok(after.length > 0 && after.some((s) => id in s.perWorker), `${id} computed none of the steps after ${rejoinedAt}: ${JSON.stringify(after.map((s) => Object.keys(s.perWorker)))}`);
   } finally {
     await Promise.all([sleeper.kill(), other.kill()]);
     await c.proc.kill();
