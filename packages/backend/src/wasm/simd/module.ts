@@ -4,8 +4,10 @@
  * write tensors in place: no copies in or out. The module has no data segments, globals or
  * allocator (scripts/build-wasm.mjs), so it touches only the tensors a kernel passes it.
  *
- * Compiled synchronously (about 3 KB: under the 4 KB that browsers allow on a page's main
- * thread too) once per backend memory.
+ * Compiled synchronously once per backend memory: about 4 KB (3,982 bytes), under the 4 KiB
+ * that Chromium compiles synchronously on a page's main thread too; keep it under that when
+ * adding kernels, or compile it asynchronously ahead (a tab trains in a Web Worker, which has
+ * no such limit, but a backend check may run on the page).
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { KERNELS_WASM, KERNELS_WASM_SHARED } from './module.generated.js';
