@@ -3,7 +3,7 @@
  * N workers over real WebSockets on 127.0.0.1, where each worker's "compute" is a fixed delay.
  * Whatever a step takes beyond that delay is Chorus: transfer, decode and validate, reduce,
  * optimizer, broadcast, for each codec. Also the bytes on the wire per step and worker against
- * the fp32 floor of 2 x parameters x 4 bytes, and the pieces measured one by one, the worker's
+ * each codec's floor (its gradient and update, and the shard's images), and the pieces measured one by one, the worker's
  * own among them: the fake workers (fake-workers.ts, on a worker thread of this process) skip
  * their own work, which real workers do each on their own machine, so it is added beside.
  *
@@ -42,6 +42,14 @@ const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c
 });
 
 /** A coordinator process as users start it (compiled, no TypeScript loader in its heap). */
+/**
+ * The least a worker's step can move in a codec: the gradient up and the update down as that
+ * codec packs them, plus the shard's images and labels (3,073 bytes an example).
+ */
+function codecFloor(codec: CodecName, workers: number): number {
+  return 2 * getGradientCodec(codec).wireBytes(P) + (BATCH / workers) * 3073;
+}
+
 /** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
 async function cpuMsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -111,23 +119,27 @@ async function run(n: number, codec: CodecName) {
     }
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
     // The coordinator's CPU time over the measured steps: its own cost, whatever it waits on.
-    const from = await until('the warm-up steps', 600_000, async () => { const s = await status(); return s.step >= 2 && { step: s.step, cpuMs: await cpuMsOf(coordinator.pid) }; });
+    // Bytes too, from the same point: the welcome's full weights are a one-time cost.
+    const bytesNow = async () => {
+      const text = await (await fetch(`${coordinator.base}/metrics`)).text();
+      const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total');
+    };
+    const from = await until('the warm-up steps', 600_000, async () => { const s = await status(); return s.step >= 2 && { step: s.step, cpuMs: await cpuMsOf(coordinator.pid), bytes: await bytesNow() }; });
     const done = await until(`${STEPS} steps`, 600_000, async () => { const s = await status(); return s.step >= STEPS && s; });
     const cpuMsPerStep = ((await cpuMsOf(coordinator.pid)) - from.cpuMs) / (done.step - from.step);
     const steps = done.recentSteps.filter((r) => r.step > 2); // the first steps measure speeds
     // The median step: a shared 2-core machine has the odd step that waited for another process.
     const sorted = steps.map((s) => s.seconds * 1000).sort((a, b) => a - b);
     const medianMs = sorted[Math.floor(sorted.length / 2)]!;
-    // Read while it runs on (it was started for more steps than measured): bytes over the steps so far.
-    const text = await (await fetch(`${coordinator.base}/metrics`)).text();
-    const stepsSoFar = (await status()).step;
-    const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-    const bytes = counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total');
+    // Read while it runs on (it was started for more steps than measured).
+    const bytes = (await bytesNow()) - from.bytes;
+    const stepsSoFar = (await status()).step - from.step;
     // The coordinator's own share, from its step breakdown: adding gradients as they arrive plus
     // the totals, the optimizer, encoding and sending the update; and the last shard's transfer.
     const bd = (f: (b: NonNullable<StepRecord['breakdown']>) => number) => steps.reduce((a, s) => a + (s.breakdown ? f(s.breakdown) : NaN), 0) / steps.length;
     const breakdown = { reduceMs: bd((b) => b.reduceMs), optimizerMs: bd((b) => b.optimizerMs), broadcastMs: bd((b) => b.broadcastMs), transferMs: bd((b) => b.transferMs), waitMs: bd((b) => b.waitMs) };
-    return { codec, workers: n, cpuMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: 2 * P * 4, breakdown };
+    return { codec, workers: n, cpuMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: codecFloor(codec, n), breakdown };
   } finally {
     await stopWorkers();
     await coordinator.stop();
@@ -193,7 +205,7 @@ console.log(`\nmachine: ${machine}; resnet20v2 (${P.toLocaleString('en-US')} par
 // A real worker does its own pieces in parallel with the others, once per step, on the path from
 // one update to its gradient: the step a fleet sees is the measured one plus those.
 const workerMs = (codec: CodecName) => Object.entries(pieces[codec]!).filter(([k]) => k.startsWith('worker:')).reduce((a, [, v]) => a + v, 0);
-console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | coordinator CPU (ms/step) | % of step | bytes/step/worker | floor 2·P·4 | ratio |');
+console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | coordinator CPU (ms/step) | % of step | bytes/step/worker | floor (codec, with the shard\'s images) | ratio |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   const own = workerMs(r.codec);
