@@ -194,8 +194,10 @@ function encodeInt8(values: Float32Array, lost: Float32Array | null): EncodedVec
     scales[b] = scale;
     // A zero block, or one so small its scale underflows, stays all zeros (error feedback keeps
     // it); a NaN or infinite scale is refused by the receiver, as the fp32 gradient would be.
-    if (scale > 0 && scale !== Infinity) quantizeInt8(values, q, start, end, scale);
-    if (lost) int8Lost(values, q, lost, start, end, scale);
+    const quantized = scale > 0 && scale !== Infinity;
+    if (quantized && lost) quantizeInt8Lost(values, q, lost, start, end, scale);
+    else if (quantized) quantizeInt8(values, q, start, end, scale);
+    else if (lost) int8Lost(values, q, lost, start, end, scale);
   }
   return { values: q, scales };
 }
@@ -228,6 +230,19 @@ function quantizeInt8(values: Float32Array, q: Int8Array, start: number, end: nu
     let r = Math.floor(x + 0.5);
     if (x < r - 0.5) r -= 1;
     q[i] = r > INT8_MAX ? INT8_MAX : r < -INT8_MAX ? -INT8_MAX : r;
+  }
+}
+
+/** quantizeInt8 and int8Lost in one pass (error feedback's hot path). */
+function quantizeInt8Lost(values: Float32Array, q: Int8Array, lost: Float32Array, start: number, end: number, scale: number): void {
+  for (let i = start; i < end; i++) {
+    const v = values[i];
+    const x = v / scale;
+    let r = Math.floor(x + 0.5);
+    if (x < r - 0.5) r -= 1;
+    const c = r > INT8_MAX ? INT8_MAX : r < -INT8_MAX ? -INT8_MAX : r;
+    q[i] = c;
+    lost[i] = v - Math.fround(c * scale);
   }
 }
 
