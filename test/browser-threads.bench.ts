@@ -10,6 +10,7 @@
  *
  * Not part of npm test or npm run bench (it needs Chromium): run it as above.
  */
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { gatherExamples } from '@chorus/data';
 import { loadCifar10 } from '@chorus/data/node';
@@ -22,6 +23,7 @@ const opts = { steps: Number(values.steps), batch: Number(values.batch), threads
 
 type Reply = { count: number; lossSum: number; computeMs: number; gradient: number[] };
 
+const loadBefore = loadavg()[0].toFixed(2);
 const server = await serveBundle();
 const chromium = await launchChromium();
 try {
@@ -58,3 +60,5 @@ try {
   await chromium.close();
   await server.close();
 }
+// Another process on the cores slows the replica workers down; say how busy the machine was.
+console.log(`load average (1 min): ${loadBefore} before, ${loadavg()[0].toFixed(2)} after`);
