@@ -132,9 +132,18 @@ async function openTab(context: BrowserContext, url: string): Promise<Tab> {
   };
 }
 
-/** Only the page, no run: the bundle served with the coordinator's routes (?selftest tabs). */
-export async function serveBundle(): Promise<{ url: string; close(): Promise<void> }> {
+/**
+ * Only the page, no run: the bundle served with the coordinator's routes (?selftest tabs).
+ * `isolated: false` drops the cross-origin isolation headers, as a page reached over plain http
+ * from another machine is (no SharedArrayBuffer, no threaded WASM build).
+ */
+export async function serveBundle(options: { isolated?: boolean } = {}): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((req, res) => {
+    if (options.isolated === false) {
+      const writeHead = res.writeHead.bind(res) as (status: number, headers?: Record<string, unknown>) => unknown;
+      (res as unknown as { writeHead: typeof writeHead }).writeHead = (status, headers = {}) =>
+        writeHead(status, Object.fromEntries(Object.entries(headers).filter(([name]) => !/^cross-origin-(opener|embedder)-policy$/i.test(name))));
+    }
     void (async () => {
       if (!(await routes(req, res))) {
         res.writeHead(404);

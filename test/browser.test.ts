@@ -183,15 +183,21 @@ test('the same shard gives the same gradient in the tab (WebGPU) as in Node (WAS
   }
 });
 
-test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'s own replica and of Node', { skip, timeout: 300_000 }, async (t) => {
+test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'s own replica and of Node, isolated or not', { skip, timeout: 300_000 }, async (t) => {
   const server = await serveBundle();
+  // A page without cross-origin isolation (plain http from another machine) has no
+  // SharedArrayBuffer and no threaded WASM build; its replica workers still train.
+  const plain = await serveBundle({ isolated: false });
   let chromium: Chromium | undefined;
   try {
     chromium = await launchChromium();
-    const tabs = await Promise.all([1, 2].map((threads) => chromium!.open(`${server.url}/join?selftest&backend=wasm&threads=${threads}`)));
+    const urls = [`${server.url}/join?selftest&backend=wasm&threads=1`, `${server.url}/join?selftest&backend=wasm&threads=2`, `${plain.url}/join?selftest&backend=wasm&threads=2`];
+    const tabs = await Promise.all(urls.map((url) => chromium!.open(url)));
     const ready = await Promise.all(tabs.map((tab) => tab.waitFor('the WASM backend', (s) => s.phase === 'selftest-ready' && s)));
-    assert.deepEqual(ready.map((s) => s.backend?.replicas), [1, 2]);
-    assert.match(ready[1].backend?.device ?? '', /WebAssembly.*, training on 2 replica workers/);
+    assert.deepEqual(ready.map((s) => s.backend?.replicas), [1, 2, 2]);
+    assert.match(ready[1].backend?.device ?? '', /WebAssembly.*threaded build.*, training on 2 replica workers/);
+    assert.match(ready[2].backend?.device ?? '', /WebAssembly.*single-threaded\), training on 2 replica workers/);
+    assert.equal(await tabs[2].page.evaluate('crossOriginIsolated'), false);
 
     const data = await loadCifar10(cifarDir);
     const spec = PRESETS.tiny;
@@ -203,13 +209,14 @@ test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'
     const bits = (a: ArrayLike<number>) => Buffer.from(Float32Array.from(a).buffer);
     for (const seed of [7, 8]) {
       const params = initialParams(layout, seed);
-      const [one, two] = await Promise.all(tabs.map((tab) => remoteGradient(tab, { ...shard, params })));
+      const [one, two, notIsolated] = await Promise.all(tabs.map((tab) => remoteGradient(tab, { ...shard, params })));
       const node = await referenceShardGradient(spec, params, shard);
       const what = `weights ${seed}`;
       assert.equal(two.count, 22, what);
       assert.ok(Object.is(two.lossSum, one.lossSum) && Object.is(two.correct, one.correct), `${what}: loss ${two.lossSum} vs ${one.lossSum}`);
       assert.ok(bits(two.gradient).equals(bits(one.gradient)), `${what}: 2 replica workers vs the tab's own replica: gradient bits differ`);
       assert.ok(bits(two.bnMoments).equals(bits(one.bnMoments)), `${what}: BatchNorm moments bits differ`);
+      assert.ok(bits(notIsolated.gradient).equals(bits(two.gradient)) && bits(notIsolated.bnMoments).equals(bits(two.bnMoments)), `${what}: a tab that is not cross-origin isolated gives other bits`);
       // The tab's WASM (Chromium's engine, its threaded build) and Node's compute the same bits.
       assert.ok(Object.is(Math.fround(two.lossSum), Math.fround(node.lossSum)), `${what}: loss ${two.lossSum} in the tab vs ${node.lossSum} in Node`);
       assert.ok(bits(two.gradient).equals(bits(node.gradient)), `${what}: the tab's gradient bits differ from Node's`);
@@ -231,11 +238,12 @@ test('?threads=2 on WASM: two replica workers give a shard the bits of the tab\'
         const noSimdConv = await without(() => setSimdKernelsEnabled(false), () => setSimdKernelsEnabled(true));
         assert.ok(!bits(noSimdConv.gradient).equals(bits(node.gradient)), `${what}: the SIMD filter gradient changed no bit`);
       }
-      t.diagnostic(`${what}: loss sum ${two.lossSum}, 1 and 2 threads and Node bit-identical`);
+      t.diagnostic(`${what}: loss sum ${two.lossSum}, 1 and 2 threads (isolated or not) and Node bit-identical`);
     }
   } finally {
     await chromium?.close();
     await server.close();
+    await plain.close();
   }
 });
 

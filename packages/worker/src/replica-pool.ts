@@ -242,8 +242,10 @@ export function serveReplica(send: (message: FromReplica, transfer: ArrayBuffer[
     const images = shardImages(job.pixels, job.indices, job.augmentSeed >= 0 ? job.augmentSeed : null);
     const sums: Float32Array[] = [];
     for (const [start, end] of job.ranges) sums.push(await replica.microBatchSums(images, job.labels, start, end));
-    // Moved, not copied, when a read-back owns its whole buffer (never a WASM heap).
-    const owned = sums.filter((s) => s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && !(s.buffer instanceof SharedArrayBuffer));
+    // Moved, not copied, when a read-back owns its whole buffer (never a WASM heap). A page that
+    // is not cross-origin isolated has no SharedArrayBuffer at all.
+    const shared = (s: Float32Array) => typeof SharedArrayBuffer !== 'undefined' && s.buffer instanceof SharedArrayBuffer;
+    const owned = sums.filter((s) => s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && !shared(s));
     send({ type: 'sums', id: job.id, sums }, owned.map((s) => s.buffer as ArrayBuffer));
   }
 
