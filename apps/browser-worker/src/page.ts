@@ -270,7 +270,7 @@ function main(): void {
     event.preventDefault();
     fail(`the training Web Worker failed: ${event.message || 'it could not be loaded (see the browser console)'}`);
   };
-  if (!globalThis.crossOriginIsolated) log('warn', 'this page is not cross-origin isolated, so WebAssembly runs single-threaded');
+  if (!globalThis.crossOriginIsolated) log('warn', 'this page is not cross-origin isolated, so WebAssembly runs without its threaded build (replica workers still use every core)');
   send({ type: 'start', options, hidden: state.hidden });
   render();
 }
