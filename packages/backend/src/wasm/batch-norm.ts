@@ -67,6 +67,10 @@ function batchNormForward(args: KernelArgs): tf.TensorInfo[] {
   if (rows > 0) {
     const p = (t: tf.TensorInfo) => pointer(backend, t);
     k.bnForward(p(x), p(y), p(mean), p(variance), p(gamma), p(beta), groups, rows, c, epsilon, relu ? 1 : 0, p(s));
+  } else {
+    // Moments of nothing, as tf.moments gives them.
+    backend.typedArrayFromHeap(mean).fill(NaN);
+    backend.typedArrayFromHeap(variance).fill(NaN);
   }
   backend.disposeData(s.dataId);
   return [y, mean, variance];
