@@ -9,6 +9,7 @@ import {
   type Evaluate,
   type Message,
   type RunDescription,
+  type ShardResult,
   type Update,
   type Welcome,
   type WorkerRuntime,
@@ -93,6 +94,8 @@ export class ChorusWorker {
   /** The weights the replica holds, and a counter of their changes, for a shardComputer. */
   private params: Float32Array | null = null;
   private paramsVersion = 0;
+  /** Set once the shardComputer has failed: the worker's own replica trains instead. */
+  private shardComputerFailed = false;
   private queue: Promise<void> = Promise.resolve();
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopping = false;
@@ -301,14 +304,23 @@ export class ChorusWorker {
     }
     this.setStatus({ state: 'training' });
     const now = () => this.clock.now();
-    const computer = this.options.shardComputer;
-    const result = computer && this.run && this.params
-      ? await computer.compute(
+    const computer = this.shardComputerFailed ? undefined : this.options.shardComputer;
+    let result: ShardResult | null = null;
+    if (computer && this.run && this.params) {
+      try {
+        result = await computer.compute(
           { spec: this.run.spec as ResNetV2Spec, bnGroup: this.run.bnGroup, microBatch: this.replica.microBatch, params: this.params, paramsVersion: this.paramsVersion },
           message,
           now,
-        )
-      : await computeShard(this.replica, message, now);
+        );
+      } catch (error) {
+        // A replica thread that died (out of memory, killed) stays dead: rather than fail every
+        // shard from now on, train on the worker's own replica, which gives the same bits.
+        this.shardComputerFailed = true;
+        this.log('warn', "the replica threads failed: training on this worker's own replica from now on", { reason: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    result ??= await computeShard(this.replica, message, now);
     const slowdown = this.options.slowdown ?? 1;
     if (slowdown > 1) {
       await this.clock.sleep((slowdown - 1) * result.computeMs);

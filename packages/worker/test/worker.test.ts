@@ -96,6 +96,32 @@ test('joins with its token, trains an assigned shard, applies updates, evaluates
   assert.ok(link.sent.some((m) => m.type === 'bye'));
 });
 
+test('a shard computer that fails is dropped: the worker trains on its own replica, with a warning', { timeout: 60_000 }, async () => {
+  const link = new FakeLink();
+  const logs: string[] = [];
+  let calls = 0;
+  const shardComputer = {
+    compute: async () => {
+      calls++;
+      throw new Error('replica thread 1 exited (code 1)');
+    },
+  };
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, shardComputer, log: (level, message, fields) => logs.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`) });
+  const running = worker.start();
+  await link.next('hello');
+  link.deliver(welcome());
+  for (const shardId of [5, 6]) {
+    link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 0, version: 0, shardId, augmentSeed: 9, ...shardOf(4) });
+    const g = await link.next('gradient');
+    assert.ok(g.type === 'gradient' && g.shardId === shardId && g.count === 4 && g.gradient.some((v) => v !== 0));
+  }
+  assert.equal(calls, 1, 'the failed computer is not asked again');
+  assert.equal(logs.filter((l) => l.startsWith("warn the replica threads failed: training on this worker's own replica")).length, 1, logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes('replica thread 1 exited (code 1)')));
+  worker.stop('done');
+  await running;
+});
+
 test('reconnects with back-off after a dropped connection and presents its id', { timeout: 60_000 }, async () => {
   const link = new FakeLink();
   let workerId: string | null = null;
