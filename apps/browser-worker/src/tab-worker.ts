@@ -103,7 +103,10 @@ async function start(options: JoinOptions): Promise<void> {
     post({ type: 'phase', phase: 'selftest-ready' });
     return;
   }
-  if (leaving !== null) return post({ type: 'stopped', reason: leaving });
+  if (leaving !== null) {
+    await replicas?.close();
+    return post({ type: 'stopped', reason: leaving });
+  }
   post({ type: 'phase', phase: 'joining' });
   worker = new ChorusWorker({
     url: options.url,
