@@ -3,6 +3,7 @@
 //   dist/page.js                        page script (module)
 //   dist/worker.js                      training Web Worker (module worker)
 //   dist/replica.js                     a replica Web Worker the training worker starts on WASM
+//   dist/chunk-*.js                     code the scripts share (tfjs, the training code)
 //   dist/tfjs-backend-wasm*.wasm        tfjs-backend-wasm binaries (found via setWasmPaths)
 //   dist/*.js.map                       source maps
 import { build } from 'esbuild';
@@ -24,6 +25,9 @@ const result = await build({
   outdir: dist,
   bundle: true,
   format: 'esm',
+  // worker.js and replica.js share tfjs and the training code: one chunk, fetched once.
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   platform: 'browser',
   target: 'es2022',
   minify: true,
