@@ -272,9 +272,10 @@ export function convBackpropFilter(
             let a1 = f32x4.splat(0), b1 = f32x4.splat(0);
             let a2 = f32x4.splat(0), b2 = f32x4.splat(0);
             let a3 = f32x4.splat(0), b3 = f32x4.splat(0);
+            // (b, oh) of row r, stepped along without a division per row.
+            let b = r0 / nOh;
+            let oh = ohLo + r0 % nOh;
             for (let r = r0; r < r1; r++) {
-              const b = r / nOh;
-              const oh = ohLo + r % nOh;
               const ih = oh * sh + kh - padTop;
               const iw = owLo * sw + kw - padLeft;
               let xp = x + ((<usize>(b * inH + ih) * <usize>inW + <usize>iw) * <usize>ci << 2) + (<usize>c0 << 2);
@@ -296,6 +297,10 @@ export function convBackpropFilter(
                 b3 = f32x4.add(b3, f32x4.mul(x3, d1));
                 xp += xStep;
                 dp += dyStep;
+              }
+              if (++oh == ohHi) {
+                oh = ohLo;
+                b++;
               }
             }
             const w0 = wTap + ((<usize>c0 * <usize>co + <usize>o0) << 2);
