@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelGraph } from './graph.js';
 import type { WeightLayout } from './layout.js';
-import { BN_EPSILON } from './layers-model.js';
+import { BN_EPSILON } from './spec.js';
 
 /**
  * BatchNorm mode of a forward pass.

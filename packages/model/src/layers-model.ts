@@ -2,10 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildGraph, type ModelGraph } from './graph.js';
 import type { ResNetV2Spec } from './spec.js';
 import type { WeightLayout } from './layout.js';
-
-/** Keras' defaults, which the functional trainer uses too. */
-export const BN_EPSILON = 1e-3;
-export const BN_MOMENTUM = 0.99;
+import { BN_EPSILON, BN_MOMENTUM } from './spec.js';
 
 /** Per-channel standardisation, in the units of the model's input (e.g. 0..255 pixels). */
 export interface InputNormalization {

@@ -85,3 +85,7 @@ export function resolveStacks(spec: ResNetV2Spec): ResolvedStack[] {
     strides: spec.strides[i],
   }));
 }
+
+/** BatchNorm's epsilon and running-statistics momentum: Keras' defaults, used by every trainer and the exported model. */
+export const BN_EPSILON = 1e-3;
+export const BN_MOMENTUM = 0.99;

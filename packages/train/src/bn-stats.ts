@@ -1,4 +1,4 @@
-import type { WeightLayout } from '@chorus/model';
+import type { WeightLayout } from '@chorus/model/core';
 
 /**
  * BatchNorm moments of one forward pass over `count` examples: per channel the mean and the

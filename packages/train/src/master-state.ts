@@ -1,5 +1,5 @@
 import { EpochSampler, hash32 } from '@chorus/data';
-import { BN_MOMENTUM, initialBnStats, initialParams, type WeightLayout } from '@chorus/model';
+import { BN_MOMENTUM, initialBnStats, initialParams, type WeightLayout } from '@chorus/model/core';
 import { updateRunningStats } from './bn-stats.js';
 import { learningRate, type LrScheduleOptions } from './lr-schedule.js';
 import { createOptimizer, type Optimizer, type OptimizerState } from './optimizer.js';

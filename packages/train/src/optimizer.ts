@@ -1,4 +1,4 @@
-import type { WeightLayout } from '@chorus/model';
+import type { WeightLayout } from '@chorus/model/core';
 
 /**
  * Optimizers over the flat master weights. They are plain loops over Float32Arrays: the

@@ -1,4 +1,4 @@
-import type { ResNetV2Spec } from '@chorus/model';
+import type { ResNetV2Spec } from '@chorus/model/core';
 import type { LrScheduleOptions } from './lr-schedule.js';
 import type { OptimizerName } from './optimizer.js';
 

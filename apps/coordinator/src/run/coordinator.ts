@@ -1,7 +1,7 @@
 import type { Cifar10 } from '@chorus/data';
-import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model';
+import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model/core';
 import { PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
-import { MasterState } from '@chorus/train';
+import { MasterState } from '@chorus/train/core';
 import type { Connection } from '../http/connection.js';
 import type { Logger } from '../ops/logger.js';
 import type { ChorusMetrics } from '../ops/metrics.js';

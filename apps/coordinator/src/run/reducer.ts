@@ -1,5 +1,5 @@
-import { poolMoments, type BnMoments } from '@chorus/train';
-import type { WeightLayout } from '@chorus/model';
+import { poolMoments, type BnMoments } from '@chorus/train/core';
+import type { WeightLayout } from '@chorus/model/core';
 import { fp32Codec, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
 
 /**

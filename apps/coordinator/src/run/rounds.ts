@@ -1,7 +1,7 @@
 import { gatherExamples, type Cifar10 } from '@chorus/data';
-import type { WeightLayout } from '@chorus/model';
+import type { WeightLayout } from '@chorus/model/core';
 import { PROTOCOL_VERSION, type GradientCodec } from '@chorus/protocol';
-import type { StepBatch } from '@chorus/train';
+import type { StepBatch } from '@chorus/train/core';
 import { EvalTally, type EvalShardResult } from './eval-tally.js';
 import { evaluationPlanner, trainingPlanner } from './planners.js';
 import { StepReducer, type ReducibleShard, type ReductionBuffers } from './reducer.js';

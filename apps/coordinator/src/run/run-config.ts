@@ -1,5 +1,5 @@
 import type { CodecName } from '@chorus/protocol';
-import type { TrainingConfig } from '@chorus/train';
+import type { TrainingConfig } from '@chorus/train/core';
 
 /** Everything that defines a run's arithmetic; a resumed run must match it exactly. */
 export interface RunConfig extends TrainingConfig {

@@ -1,6 +1,6 @@
 import { endianness } from 'node:os';
 import { createHash } from 'node:crypto';
-import type { OptimizerState } from '@chorus/train';
+import type { OptimizerState } from '@chorus/train/core';
 
 /** Everything needed to resume a run exactly where it stopped. */
 export interface CheckpointState {

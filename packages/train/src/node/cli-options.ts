@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { PRESETS, getPreset } from '@chorus/model';
+import { PRESETS, getPreset } from '@chorus/model/core';
 import type { TrainingConfig } from '../training-config.js';
 
 /** Parses an integer option of at least `min`, with a message that names the option. */
