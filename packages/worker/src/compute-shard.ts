@@ -43,4 +43,6 @@ export interface ShardModel {
  */
 export interface ShardComputer {
   compute(model: ShardModel, shard: ShardInput, now: () => number): Promise<ShardResult>;
+  /** Releases what it holds (threads and their WASM memory); called once it has failed. May be called again by its owner. */
+  close?(): Promise<void> | void;
 }

@@ -318,6 +318,10 @@ export class ChorusWorker {
         // shard from now on, train on the worker's own replica, which gives the same bits.
         this.shardComputerFailed = true;
         this.log('warn', "the replica threads failed: training on this worker's own replica from now on", { reason: error instanceof Error ? error.message : String(error) });
+        // Its surviving threads would otherwise hold their WASM memory for the rest of the run.
+        Promise.resolve()
+          .then(() => computer.close?.())
+          .catch((closeError: unknown) => this.log('warn', 'could not close the failed replica threads', { reason: closeError instanceof Error ? closeError.message : String(closeError) }));
       }
     }
     result ??= await computeShard(this.replica, message, now);

@@ -100,10 +100,14 @@ test('a shard computer that fails is dropped: the worker trains on its own repli
   const link = new FakeLink();
   const logs: string[] = [];
   let calls = 0;
+  let closed = 0;
   const shardComputer = {
     compute: async () => {
       calls++;
       throw new Error('replica thread 1 exited (code 1)');
+    },
+    close: () => {
+      closed++;
     },
   };
   const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, shardComputer, log: (level, message, fields) => logs.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`) });
@@ -116,6 +120,7 @@ test('a shard computer that fails is dropped: the worker trains on its own repli
     assert.ok(g.type === 'gradient' && g.shardId === shardId && g.count === 4 && g.gradient.some((v) => v !== 0));
   }
   assert.equal(calls, 1, 'the failed computer is not asked again');
+  assert.equal(closed, 1, 'the failed computer is closed, so its threads do not idle for the rest of the run');
   assert.equal(logs.filter((l) => l.startsWith("warn the replica threads failed: training on this worker's own replica")).length, 1, logs.join('\n'));
   assert.ok(logs.some((l) => l.includes('replica thread 1 exited (code 1)')));
   worker.stop('done');
