@@ -24,8 +24,7 @@ import type {
 } from './messages.js';
 import { ERROR_CODES, PROTOCOL_VERSION, type ErrorCode } from './messages.js';
 import { firstNonFinite } from './finite.js';
-import { firstNonFiniteHalf } from './float16.js';
-import { CODEC_NAMES, int8BlockCount, int8ScaleProblem } from './gradient-codec.js';
+import { CODEC_NAMES, payloadProblem } from './gradient-codec.js';
 import { EXAMPLE_BYTES, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
 
 export { firstNonFinite };
@@ -53,32 +52,10 @@ const codecValues = z.custom<Float32Array | Uint16Array | Int8Array>(
   { message: 'expected a Float32Array (fp32), Uint16Array (fp16) or Int8Array (int8)' },
 );
 
-/**
- * An encoded vector (gradient-codec.ts) is sound on its own: every value it decodes to is
- * finite, and int8 has exactly one usable scale per block while the others have none. Whether
- * its codec is the run's, and its length the model's, is checked in validate.ts.
- */
+/** An encoded vector must be sound on its own (gradient-codec.ts' payloadProblem, the one check). */
 function checkEncoded(values: Float32Array | Uint16Array | Int8Array, scales: Float32Array | undefined, ctx: Ctx, code: ErrorCode, key: string): void {
-  if (values instanceof Float32Array) {
-    const i = firstNonFinite(values);
-    if (i >= 0) fail(ctx, `element ${i} of ${values.length} is ${values[i]}`, code, [key]);
-  } else if (values instanceof Uint16Array) {
-    const i = firstNonFiniteHalf(values);
-    if (i >= 0) fail(ctx, `fp16 element ${i} of ${values.length} is ${values[i] & 0x3ff ? 'NaN' : 'infinite'}`, code, [key]);
-  } else {
-    // indexOf is the engine's own scan, several times faster than a loop here.
-    const i = values.indexOf(-128);
-    if (i >= 0) return fail(ctx, `int8 element ${i} is -128; quanta are -127..127`, code, [key]);
-    if (!scales) return fail(ctx, 'int8 values need scales', code, ['scales']);
-    const blocks = int8BlockCount(values.length);
-    if (scales.length !== blocks) return fail(ctx, `${scales.length} scales for ${values.length} int8 values; expected ${blocks}`, code, ['scales']);
-    for (let b = 0; b < blocks; b++) {
-      const problem = int8ScaleProblem(scales[b]);
-      if (problem) return fail(ctx, `scale ${b} ${problem}`, code, ['scales']);
-    }
-    return;
-  }
-  if (scales) fail(ctx, `only int8 values carry scales, not ${values instanceof Float32Array ? 'fp32' : 'fp16'}`, code, ['scales']);
+  const problem = payloadProblem({ values, ...(scales ? { scales } : {}) });
+  if (problem) fail(ctx, problem.message, code, [problem.field === 'scales' ? 'scales' : key]);
 }
 
 /** A Float32Array with no NaN or infinity, which would poison every weight it touches. */
