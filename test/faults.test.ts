@@ -225,7 +225,9 @@ test('straggler: a worker stopped (SIGSTOP) mid-step has its shard re-issued and
 
 test('heartbeat: a worker silent past --heartbeat-timeout is dropped, training goes on, and it rejoins when it wakes', { timeout: 180_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-heartbeat-'));
-  const steps = 10;
+  // Room after the rejoin: a tiny-model step takes tens of milliseconds, so several run
+  // between a status poll and the pause it triggers.
+  const steps = 24;
   const reference = twoGroupReference(steps);
   // Heartbeats come every 2 s; 6 s of silence is far past what a busy healthy worker shows.
   const c = await startCoordinator([...twoGroupArgs(dir, steps), '--min-workers', '2', '--heartbeat-timeout', '6000']);
@@ -253,6 +255,7 @@ test('heartbeat: a worker silent past --heartbeat-timeout is dropped, training g
     sleeper.child.kill('SIGCONT');
     await waitFor(`${id} to rejoin`, async () => (await eventsOf(c)).filter((e) => e.startsWith(`join: worker ${id} joined`)).length === 2);
     const rejoinedAt = (await c.status()).step;
+    assert.ok(rejoinedAt <= steps - 4, `rejoined at step ${rejoinedAt} of ${steps}: no room left to train`);
     await control(c, 'resume');
     assert.equal(await c.proc.exit(), 0, c.proc.output);
     // That it trained again is read from the run's own record (the steps' per-worker speeds in
