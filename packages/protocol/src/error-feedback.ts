@@ -1,4 +1,5 @@
 import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+import { simdAddF32 } from './simd/vector-kernels.js';
 
 /**
  * A worker's uplink encoder with error feedback: what rounding loses from one shard's gradient
@@ -38,7 +39,10 @@ export class ErrorFeedback {
     if (sum.length !== this.length) throw new Error(`error feedback: ${sum.length} values; this encoder holds ${this.length}`);
     const { residual, corrected } = this;
     if (!residual || !corrected) return this.codec.encode(sum);
-    for (let i = 0; i < sum.length; i++) corrected[i] = sum[i] + residual[i];
+    corrected.set(sum);
+    if (!simdAddF32(residual, corrected)) {
+      for (let i = 0; i < sum.length; i++) corrected[i] += residual[i];
+    }
     // The residual is what the coordinator will not decode, bit for bit (encode computes it
     // with the same expansion). A NaN in the sum travels on: the coordinator refuses it, as
     // under fp32, and the rejoin resets this.

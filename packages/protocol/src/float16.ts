@@ -3,6 +3,7 @@
  * Conversion is by bit manipulation rather than Float16Array or Math.f16round, which not every
  * runtime Chorus targets has (Node 20, older browsers), so every peer rounds identically.
  */
+import { simdAnyNonFiniteHalf } from './simd/vector-kernels.js';
 
 /** Largest finite half: 65504. */
 export const FLOAT16_MAX = 65504;
@@ -80,6 +81,7 @@ export function decodeFloat16(bits: Uint16Array, out: Float32Array = new Float32
 
 /** The index of the first half that is infinite or NaN, or -1. */
 export function firstNonFiniteHalf(bits: Uint16Array): number {
+  if (simdAnyNonFiniteHalf(bits) === false) return -1;
   for (let i = 0; i < bits.length; i++) {
     if ((bits[i] & FLOAT16_EXPONENT_MASK) === FLOAT16_EXPONENT_MASK) return i;
   }

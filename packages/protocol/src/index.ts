@@ -36,3 +36,4 @@ export { PublicWeights, applyDelta } from './public-weights.js';
 export type * from './monitor.js';
 export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
 export { backoffDelay } from './backoff.js';
+export { setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';

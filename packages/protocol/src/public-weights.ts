@@ -1,4 +1,5 @@
 import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+import { simdSubF32 } from './simd/vector-kernels.js';
 
 /**
  * Adds a decoded delta to public weights in place. The coordinator's copy and every worker's
@@ -36,7 +37,9 @@ export class PublicWeights {
   advance(master: Float32Array): EncodedVector {
     if (master.length !== this.weights.length) throw new Error(`public weights: ${master.length} master weights for ${this.weights.length} public ones`);
     const { weights, difference } = this;
-    for (let i = 0; i < weights.length; i++) difference[i] = master[i] - weights[i];
+    if (!simdSubF32(master, weights, difference)) {
+      for (let i = 0; i < weights.length; i++) difference[i] = master[i] - weights[i];
+    }
     const payload = this.codec.encode(difference);
     applyDelta(this.codec, payload, weights);
     return payload;

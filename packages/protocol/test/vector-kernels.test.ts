@@ -1,0 +1,200 @@
+/**
+ * The codecs' WebAssembly SIMD kernels (assembly/vector-kernels.ts) give the same bits as the
+ * JavaScript loops they stand in for, on every kind of input: peers with and without SIMD must
+ * hold the same public weights, and a coordinator's sum must not depend on which path ran. Each
+ * property runs both paths (setVectorKernelsEnabled) on the same arrays and compares bytes.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  ErrorFeedback,
+  fp16Codec,
+  INT8_BLOCK,
+  PublicWeights,
+  fp32Codec,
+  int8Codec,
+  setVectorKernelsEnabled,
+  vectorKernelsAvailable,
+  type EncodedVector,
+} from '../src/index.js';
+import { payloadProblem } from '../src/gradient-codec.js';
+import { VECTOR_KERNELS_WASM } from '../src/simd/module.generated.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+test('src/simd/module.generated.ts is what scripts/build-wasm.mjs builds from assembly/vector-kernels.ts', () => {
+  execFileSync(process.execPath, [join(root, 'scripts/build-wasm.mjs'), '--check'], { stdio: 'pipe' });
+});
+
+test('the module is small enough to compile synchronously anywhere, imports nothing, and runs here', () => {
+  const bytes = Buffer.from(VECTOR_KERNELS_WASM, 'base64');
+  // Chromium compiles synchronously on a page's main thread only up to 4 KiB.
+  assert.ok(bytes.length <= 4096, `${bytes.length} bytes: over 4 KiB`);
+  assert.deepEqual(WebAssembly.Module.imports(new WebAssembly.Module(bytes)), []);
+  // Node 20 has WebAssembly SIMD: the properties below compare two real paths, not one with itself.
+  assert.equal(vectorKernelsAvailable(), true);
+});
+
+/** Runs `f` with the SIMD kernels on, then off, and returns both results. */
+function bothPaths<T>(f: () => T): { simd: T; js: T } {
+  const previous = setVectorKernelsEnabled(true);
+  try {
+    const simd = f();
+    setVectorKernelsEnabled(false);
+    return { simd, js: f() };
+  } finally {
+    setVectorKernelsEnabled(previous);
+  }
+}
+
+const bytesOf = (a: ArrayBufferView | undefined) => (a ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : Buffer.alloc(0));
+function assertSameBits(a: ArrayBufferView | undefined, b: ArrayBufferView | undefined, what: string): void {
+  assert.ok(bytesOf(a).equals(bytesOf(b)), `${what} differ between the SIMD and JavaScript paths`);
+}
+
+/**
+ * Float32 vectors long enough for the kernels (they leave short ones to JavaScript), of lengths
+ * that end mid-vector and mid-block, with gradient-like magnitudes and, sometimes, the values
+ * that take the rare paths: zeros, subnormals, NaN, infinities, values near the float32 maximum,
+ * and whole blocks of one of them.
+ */
+// Also the half-precision edges: the largest half, the first value that rounds past it, a tie
+// at the top, subnormal halves and ties between them.
+const special = fc.constantFrom(0, -0, 1e-45, -3e-39, NaN, Infinity, -Infinity, 3.4e38, -3.4028234e38, 1.5, -0.5, 127.5, 65504, -65519.99, 65520, 6e-8, -2.9802322e-8, 8.940697e-8, 6.1e-5, 1 + 2 ** -11);
+const vectors = fc
+  .record({
+    length: fc.integer({ min: 1024, max: 4 * INT8_BLOCK + 1100 }),
+    seed: fc.integer(),
+    specials: fc.array(fc.tuple(fc.nat(), special), { maxLength: 6 }),
+    flatBlock: fc.option(fc.tuple(fc.nat(), special)),
+  })
+  .map(({ length, seed, specials, flatBlock }) => {
+    let s = seed >>> 0;
+    const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const v = Float32Array.from({ length }, () => (next() < 0.5 ? -1 : 1) * 10 ** (-9 + 13 * next()));
+    for (const [i, x] of specials) v[i % length] = x;
+    if (flatBlock) {
+      const start = (flatBlock[0] % Math.ceil(length / INT8_BLOCK)) * INT8_BLOCK;
+      v.fill(flatBlock[1], start, Math.min(length, start + INT8_BLOCK));
+    }
+    return v;
+  });
+const finiteVectors = vectors.map((v) => v.map((x) => (Number.isFinite(x) ? x : 0.25)));
+
+test('int8 encode: the same quanta, scales and lost values on both paths', () => {
+  fc.assert(
+    fc.property(vectors, (v) => {
+      const { simd, js } = bothPaths(() => {
+        const lost = new Float32Array(v.length);
+        return { plain: int8Codec.encode(v), withLost: int8Codec.encode(v, lost), lost };
+      });
+      assertSameBits(simd.plain.values, js.plain.values, 'quanta');
+      assertSameBits(simd.plain.scales, js.plain.scales, 'scales');
+      assertSameBits(simd.withLost.values, js.withLost.values, 'quanta (with lost)');
+      assertSameBits(simd.lost, js.lost, 'lost values');
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('int8 and fp32 addTo: the same sums on both paths', () => {
+  fc.assert(
+    fc.property(finiteVectors, finiteVectors, (a, b) => {
+      const n = Math.min(a.length, b.length);
+      const x = a.subarray(0, n);
+      const y = b.subarray(0, n);
+      const payload = int8Codec.encode(x);
+      assert.equal(payloadProblem(payload), null);
+      const { simd, js } = bothPaths(() => {
+        const int8Sum = y.slice();
+        int8Codec.addTo(payload, int8Sum);
+        const fp32Sum = y.slice();
+        fp32Codec.addTo({ values: x }, fp32Sum);
+        return { int8Sum, fp32Sum };
+      });
+      assertSameBits(simd.int8Sum, js.int8Sum, 'int8 sums');
+      assertSameBits(simd.fp32Sum, js.fp32Sum, 'fp32 sums');
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('the fp32 check finds the first NaN or infinity on both paths, and passes clean vectors', () => {
+  fc.assert(
+    fc.property(vectors, (v) => {
+      const { simd, js } = bothPaths(() => payloadProblem({ values: v }));
+      assert.deepEqual(simd, js);
+      assert.equal(simd === null, v.every(Number.isFinite));
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('error feedback and public weights advance step by step to the same bits on both paths', () => {
+  fc.assert(
+    fc.property(fc.array(finiteVectors, { minLength: 2, maxLength: 4 }), (steps) => {
+      const n = Math.min(...steps.map((s) => s.length));
+      const { simd, js } = bothPaths(() => {
+        const feedback = new ErrorFeedback(int8Codec, n);
+        const publicWeights = new PublicWeights(int8Codec, new Float32Array(n));
+        const master = new Float32Array(n);
+        const sent: EncodedVector[] = [];
+        for (const s of steps) {
+          const g = s.subarray(0, n);
+          sent.push(feedback.encode(g));
+          for (let i = 0; i < n; i++) master[i] -= 0.1 * g[i];
+          sent.push(publicWeights.advance(master));
+        }
+        return { sent, residual: feedback.carried!.slice(), weights: publicWeights.weights.slice() };
+      });
+      simd.sent.forEach((p, i) => {
+        assertSameBits(p.values, js.sent[i]!.values, `payload ${i}`);
+        assertSameBits(p.scales, js.sent[i]!.scales, `scales ${i}`);
+      });
+      assertSameBits(simd.residual, js.residual, 'residuals');
+      assertSameBits(simd.weights, js.weights, 'public weights');
+    }),
+    { numRuns: 40 },
+  );
+});
+
+/** Bytes equal, except that any NaN equals any NaN (what a NaN loses is not a number either). */
+function assertSameFloats(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) && Number.isNaN(b[i])) continue;
+    assert.ok(Object.is(a[i], b[i]), `${what}: element ${i} is ${a[i]} on the SIMD path, ${b[i]} in JavaScript`);
+  }
+}
+
+test('fp16 encode: the same halves and lost values on both paths', () => {
+  fc.assert(
+    fc.property(vectors, (v) => {
+      const { simd, js } = bothPaths(() => {
+        const lost = new Float32Array(v.length);
+        return { plain: fp16Codec.encode(v), withLost: fp16Codec.encode(v, lost), lost };
+      });
+      assertSameBits(simd.plain.values, js.plain.values, 'halves');
+      assertSameBits(simd.withLost.values, js.withLost.values, 'halves (with lost)');
+      assertSameFloats(simd.lost, js.lost, 'lost values');
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('fp16 addTo adds the same float for every one of the 65,536 half patterns on both paths', () => {
+  const all = Uint16Array.from({ length: 65536 }, (_, h) => h);
+  const { simd, js } = bothPaths(() => {
+    const sum = new Float32Array(65536).fill(0.375);
+    fp16Codec.addTo({ values: all }, sum);
+    return sum;
+  });
+  assertSameFloats(simd, js, 'sums');
+  // And the finiteness check over every pattern: exactly the 2 x 1024 with all exponent bits set.
+  const checks = bothPaths(() => all.filter((h) => payloadProblem({ values: Uint16Array.of(...new Array(1024).fill(0), h) }) !== null).length);
+  assert.deepEqual(checks, { simd: 2048, js: 2048 });
+});
