@@ -24,7 +24,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import type { Status, StepRecord } from '@chorus/protocol';
+import { getGradientCodec, isCodecName, type Status, type StepRecord } from '@chorus/protocol';
 import { ensureCapturedGradient } from './captured-gradient.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,7 +49,6 @@ const BATCH = 128;
 const BN_GROUP = 8;
 const WARMUP_STEPS = 2; // the first steps measure worker speeds and pay for start-up
 const P = 570_602; // resnet20v2, checked against the coordinator's status below
-const BYTES_PER_VALUE: Record<string, number> = { fp32: 4, fp16: 2, int8: 1 };
 const codecs = list(cli.codec);
 const workerCounts = list(cli.workers).map(Number);
 const rates = list(cli.rates);
@@ -199,6 +198,23 @@ async function status(): Promise<Status> {
   return (await res.json()) as Status;
 }
 
+/** What the coordinator counts itself: WebSocket bytes received (up) and sent (down), frame headers included. */
+async function socketBytes(): Promise<{ up: number; down: number }> {
+  const text = await (await fetch(`${CONTROL}/metrics`)).text();
+  const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { up: counter('chorus_bytes_received_total'), down: counter('chorus_bytes_sent_total') };
+}
+
+/**
+ * The least a worker's step can move in a codec: its gradient up, and the update plus its
+ * shard's images and labels (3,073 bytes an example) down, as the codec packs them (int8 with
+ * its scales).
+ */
+function floorBytes(codec: string, workers: number): { up: number; down: number } {
+  const payload = getGradientCodec(codec).wireBytes(P);
+  return { up: payload, down: payload + (BATCH / workers) * 3073 };
+}
+
 async function control(action: 'pause' | 'resume'): Promise<void> {
   const res = await fetch(`${CONTROL}/api/control`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ action }) });
   if (!res.ok) throw new Error(`/api/control ${action}: HTTP ${res.status} ${await res.text()}`);
@@ -219,7 +235,7 @@ async function until<T>(what: string, deadlineMs: number, probe: () => Promise<T
 }
 
 /** Paused and nothing moving: no step in flight, the last update delivered. */
-async function quiesce(n: number, tail: string[]): Promise<{ step: number; bytes: { up: number[]; down: number[] } }> {
+async function quiesce(n: number, tail: string[]): Promise<{ step: number; bytes: { up: number[]; down: number[] }; socket: { up: number; down: number } }> {
   await control('pause');
   let last = { step: -1, total: -1 };
   let calm = 0;
@@ -231,7 +247,7 @@ async function quiesce(n: number, tail: string[]): Promise<{ step: number; bytes
     // Heartbeats still flow while paused: a few hundred bytes is calm.
     calm = s.step === last.step && total - last.total < 4096 ? calm + 1 : 0;
     last = { step: s.step, total };
-    return calm >= 2 && { step: s.step, bytes };
+    return calm >= 2 && { step: s.step, bytes, socket: await socketBytes() };
   }, tail);
 }
 
@@ -248,8 +264,14 @@ interface Row {
   reduceMs: number;
   optimizerMs: number;
   broadcastMs: number;
+  /** On the veths: TCP/IP headers and the other direction's ACKs included. */
   upBytesPerWorker: number;
   downBytesPerWorker: number;
+  /** As the coordinator's WebSocket layer counts them: what Chorus itself sends. */
+  socketUpBytesPerWorker: number;
+  socketDownBytesPerWorker: number;
+  floorUpBytes: number;
+  floorDownBytes: number;
   efficiency: number | null;
 }
 
@@ -293,6 +315,10 @@ async function runConfig(codec: string, rate: string, n: number, codecFlag: bool
       coordinatorMs: bd((r) => (r.breakdown ? r.breakdown.reduceMs + r.breakdown.optimizerMs + r.breakdown.broadcastMs : NaN)),
       upBytesPerWorker: perWorker(b.bytes.up, a.bytes.up),
       downBytesPerWorker: perWorker(b.bytes.down, a.bytes.down),
+      socketUpBytesPerWorker: (b.socket.up - a.socket.up) / n / k,
+      socketDownBytesPerWorker: (b.socket.down - a.socket.down) / n / k,
+      floorUpBytes: floorBytes(codec, n).up,
+      floorDownBytes: floorBytes(codec, n).down,
       efficiency: null,
     };
   } finally {
@@ -324,7 +350,7 @@ if (reason) {
   console.log(`links bench skipped: ${reason}`);
   process.exit(0);
 }
-const bad = codecs.filter((c) => !(c in BYTES_PER_VALUE));
+const bad = codecs.filter((c) => !isCodecName(c));
 if (bad.length) throw new Error(`unknown codec ${bad.join(', ')}; use fp32, fp16, int8`);
 
 // A coordinator without --codec can only measure fp32: say so rather than fail.
@@ -383,10 +409,11 @@ try {
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
 const mb = (b: number) => `${(b / 1e6).toFixed(2)}`;
 console.log(`\nmachine: ${machine}; resnet20v2 (${P.toLocaleString('en-US')} parameters), batch ${BATCH}, BatchNorm groups of ${BN_GROUP}, compute ${cli.msPerExample} ms/example (sleep), ${cli.steps} steps after ${WARMUP_STEPS} warm-up, ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
-console.log('| codec | link | workers | step (ms) | images/s | efficiency | compute (ms) | transfer (ms) | coordinator (ms) | up MB/worker | down MB/worker | up floor MB |');
-console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| codec | link | workers | step (ms) | images/s | efficiency | compute (ms) | transfer (ms) | coordinator (ms) | up MB/worker | down MB/worker | up / down floor MB | sent by Chorus, / floor (up, down) | on the wire, / floor (up, down) |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| ${r.codec} | ${r.rate} | ${r.workers} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.efficiency === null ? 'n/a' : `${(100 * r.efficiency).toFixed(0)}%`} | ${r.computeMs.toFixed(0)} | ${r.transferMs.toFixed(0)} | ${r.coordinatorMs.toFixed(1)} | ${mb(r.upBytesPerWorker)} | ${mb(r.downBytesPerWorker)} | ${mb(P * BYTES_PER_VALUE[r.codec])} |`);
+  const ratio = (x: number, floor: number) => (x / floor).toFixed(3);
+  console.log(`| ${r.codec} | ${r.rate} | ${r.workers} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.efficiency === null ? 'n/a' : `${(100 * r.efficiency).toFixed(0)}%`} | ${r.computeMs.toFixed(0)} | ${r.transferMs.toFixed(0)} | ${r.coordinatorMs.toFixed(1)} | ${mb(r.upBytesPerWorker)} | ${mb(r.downBytesPerWorker)} | ${mb(r.floorUpBytes)} / ${mb(r.floorDownBytes)} | ${ratio(r.socketUpBytesPerWorker, r.floorUpBytes)}, ${ratio(r.socketDownBytesPerWorker, r.floorDownBytes)} | ${ratio(r.upBytesPerWorker, r.floorUpBytes)}, ${ratio(r.downBytesPerWorker, r.floorDownBytes)} |`);
 }
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
 await writeFile(resolve(root, 'bench/results/links.json'), JSON.stringify({ machine, date: new Date().toISOString(), msPerExample: cli.msPerExample, shaping, rows }, null, 2) + '\n');
