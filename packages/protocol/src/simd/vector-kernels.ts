@@ -82,7 +82,14 @@ function prepare(n: number, ...bytes: number[]): [VectorKernelExports, ArrayBuff
     end += (b + 15) & ~15;
   }
   const have = k.memory.buffer.byteLength;
-  if (end > have) k.memory.grow(Math.ceil((end - have) / PAGE));
+  if (end > have) {
+    try {
+      k.memory.grow(Math.ceil((end - have) / PAGE));
+    } catch {
+      // No memory for the copies: the JavaScript loops need none.
+      return null;
+    }
+  }
   return [k, k.memory.buffer, ...offsets];
 }
 
