@@ -93,18 +93,31 @@ function prepare(n: number, ...bytes: number[]): [VectorKernelExports, ArrayBuff
   return [k, k.memory.buffer, ...offsets];
 }
 
-/** dst[i] += src[i], float32. */
-export function simdAddF32(src: Float32Array, dst: Float32Array): boolean {
+/** Copies `view`'s bytes into the module's memory at `offset`. */
+function copyIn(buffer: ArrayBuffer, offset: number, view: ArrayBufferView): void {
+  new Uint8Array(buffer, offset, view.byteLength).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+}
+
+/**
+ * dst += what `kernel` adds from `operands` (the payload's arrays, copied in first, in order):
+ * the sum goes in after them, the kernel gets every offset and the length, and the sum comes back.
+ */
+function addIntoSum(dst: Float32Array, operands: ArrayBufferView[], kernel: (k: VectorKernelExports, offsets: number[], n: number) => void): boolean {
   const n = dst.length;
-  const r = prepare(n, 4 * n, 4 * n);
+  const r = prepare(n, ...operands.map((o) => o.byteLength), dst.byteLength);
   if (!r) return false;
-  const [k, buffer, s, d] = r;
-  new Float32Array(buffer, s, n).set(src.subarray(0, n));
-  const sum = new Float32Array(buffer, d, n);
+  const [k, buffer, ...offsets] = r;
+  operands.forEach((o, i) => copyIn(buffer, offsets[i]!, o));
+  const sum = new Float32Array(buffer, offsets.at(-1), n);
   sum.set(dst);
-  k.addF32(s!, d!, n);
+  kernel(k, offsets, n);
   dst.set(sum);
   return true;
+}
+
+/** dst[i] += src[i], float32. */
+export function simdAddF32(src: Float32Array, dst: Float32Array): boolean {
+  return addIntoSum(dst, [src], (k, [s, d], n) => k.addF32(s!, d!, n));
 }
 
 /** out[i] = a[i] - b[i], float32. */
@@ -132,17 +145,7 @@ export function simdAnyNonFinite(values: Float32Array): boolean | null {
 
 /** dst[i] += float32(q[i] x scales[i / block]). */
 export function simdAddI8(q: Int8Array, scales: Float32Array, dst: Float32Array): boolean {
-  const n = dst.length;
-  const r = prepare(n, n, 4 * scales.length, 4 * n);
-  if (!r) return false;
-  const [k, buffer, qo, so, d] = r;
-  new Int8Array(buffer, qo, n).set(q.subarray(0, n));
-  new Float32Array(buffer, so, scales.length).set(scales);
-  const sum = new Float32Array(buffer, d, n);
-  sum.set(dst);
-  k.addI8(qo!, so!, d!, n);
-  dst.set(sum);
-  return true;
+  return addIntoSum(dst, [q, scales], (k, [qo, so, d], n) => k.addI8(qo!, so!, d!, n));
 }
 
 /**
@@ -166,16 +169,7 @@ export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float
 
 /** dst[i] += the float32 value of the half bits[i]. */
 export function simdAddF16(bits: Uint16Array, dst: Float32Array): boolean {
-  const n = dst.length;
-  const r = prepare(n, 2 * n, 4 * n);
-  if (!r) return false;
-  const [k, buffer, b, d] = r;
-  new Uint16Array(buffer, b, n).set(bits.subarray(0, n));
-  const sum = new Float32Array(buffer, d, n);
-  sum.set(dst);
-  k.addF16(b!, d!, n);
-  dst.set(sum);
-  return true;
+  return addIntoSum(dst, [bits], (k, [b, d], n) => k.addF16(b!, d!, n));
 }
 
 /** Whether any half is infinite or NaN; null where the JavaScript scan must run. */
