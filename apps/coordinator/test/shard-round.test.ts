@@ -14,7 +14,7 @@ import type { Connection } from '../src/http/connection.js';
 const runtime: WorkerRuntime = { kind: 'node', backend: 'test', device: 'test', cores: 1, microBatch: 8, agent: 'test' };
 
 /** A run's worth of test doubles: membership, a clock, a port that records sends and events. */
-function harness(options: { deadlineMs?: number } = {}) {
+function harness(options: { deadlineMs?: number; msPerExample?: number } = {}) {
   let now = 0;
   let nextId = 1;
   const membership = new Membership();
@@ -27,7 +27,7 @@ function harness(options: { deadlineMs?: number } = {}) {
     now: () => now,
     nextShardId: () => nextId++,
     send: (worker, shard) => sent.push({ worker: worker.id, shard }),
-    deadlineFor: () => options.deadlineMs ?? 1000,
+    deadlineFor: (_worker, count) => (options.msPerExample ? options.msPerExample * count : (options.deadlineMs ?? 1000)),
     event: (kind, message) => events.push({ kind, message }),
     reissued: () => reissued++,
   };
@@ -222,6 +222,33 @@ test('evaluation rounds are re-issued the same way: a leaver, a deadline, pieces
   assert.equal(await round.done, true);
   assert.equal(tally.received, 100);
   assert.equal(tally.correct, accepted, 'each piece counted once');
+});
+
+test('queued pieces: each deadline covers the examples queued ahead of it, so a worker working through its queue is no straggler; a stalled one still is', async () => {
+  const h = harness({ msPerExample: 10 });
+  const a = h.join();
+  const tally = new EvalTally(64);
+  const round = new ShardRound({ label: 'evaluation 1', size: 64, sink: tally, port: h.port, plan: evaluationPlanner(16) });
+  round.start();
+  // Four pieces at once; a deadline for each piece alone would be 160 ms for all four.
+  assert.deepEqual(h.sent.map((s) => s.shard.deadline), [160, 320, 480, 640]);
+  const b = h.join(); // idle: a late piece would go to it
+  h.now = 150;
+  assert.equal(answer(round, a, h.sent[0]!.shard).kind, 'accepted');
+  h.now = 300;
+  assert.equal(answer(round, a, h.sent[1]!.shard).kind, 'accepted');
+  round.tick(h.now);
+  assert.deepEqual(h.events, [], 'on schedule: nothing late, nothing re-issued');
+  // Then a stops: past the third piece's deadline it goes to b, and a is named once.
+  h.now = 500;
+  round.tick(h.now);
+  assert.equal(h.events.filter((e) => e.kind === 'straggler').length, 1);
+  assert.equal(h.last(b)?.start, 32, 'the third piece went to the idle worker');
+  // b's deadline counts from now, for its own queue.
+  assert.equal(h.last(b)?.deadline, 500 + 160);
+  for (const s of round.pending()) assert.equal(round.accept(h.membership.get(s.workerId)!, s.id, s.end - s.start, result).kind, 'accepted');
+  assert.equal(await round.done, true);
+  assert.equal(tally.received, 64);
 });
 
 test('cancel ends the round at once: done is false and later answers are not counted', async () => {

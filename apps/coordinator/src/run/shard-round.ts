@@ -203,17 +203,24 @@ export class ShardRound<R> {
       this.orphans.push({ start, end });
       return;
     }
+    // A worker computes what it is sent in order, so a piece waits behind those queued before
+    // it: its deadline is for all of them (an evaluation sends a worker dozens of pieces at
+    // once, and a deadline for the piece alone made every later one late).
+    const queued = new Map<string, number>();
+    for (const s of this.pending()) queued.set(s.workerId, (queued.get(s.workerId) ?? 0) + s.end - s.start);
     for (const plan of this.plan(start, end, workers)) {
       const worker = this.port.worker(plan.workerId);
       if (!worker) throw new Error(`planned a shard for unknown worker ${plan.workerId}`);
       const now = this.port.now();
+      const ahead = (queued.get(worker.id) ?? 0) + plan.end - plan.start;
+      queued.set(worker.id, ahead);
       const shard: RoundShard = {
         id: this.port.nextShardId(),
         workerId: worker.id,
         start: plan.start,
         end: plan.end,
         sentAt: now,
-        deadline: now + this.port.deadlineFor(worker, plan.end - plan.start),
+        deadline: now + this.port.deadlineFor(worker, ahead),
       };
       this.sink.expect(shard.start, shard.end);
       this.shards.set(shard.id, shard);
