@@ -33,6 +33,8 @@ export interface TabState {
   status: {
     state: string;
     workerId: string | null;
+    /** The weights version it holds. */
+    version: number;
     stepsDone: number;
     lastLoss: number | null;
     lastShard: number;

@@ -326,6 +326,53 @@ test('?backend=wasm&threads=2: a tab trains a whole run on WASM with the Chorus 
   }
 });
 
+test('int8: a tab on WASM trains next to a Node worker and holds the coordinator\'s public weights bit for bit', { skip, timeout: 300_000 }, async () => {
+  // The codecs' SIMD kernels in Chromium against Node's: every delta the tab applies must give
+  // the bits the coordinator's copy has.
+  const dir = await mkdtemp(join(tmpdir(), 'chorus-tab-int8-'));
+  const c = await startCoordinator([...tinyRun(16, 100_000, ['--codec', 'int8']), '--min-workers', '2', '--checkpoint-dir', dir, '--checkpoint-every', '100000']);
+  const node = startWorker(c.url, c.token);
+  let chromium: Chromium | undefined;
+  const control = async (action: 'pause' | 'checkpoint') => {
+    const r = await fetch(`http://127.0.0.1:${c.port}/api/control`, { method: 'POST', headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ action }) });
+    assert.equal(r.status, 200, `${action}: ${await r.text()}`);
+  };
+  try {
+    chromium = await launchChromium();
+    const tab = await chromium.open(joinUrl(c, '&backend=wasm&threads=1'));
+    const id = (await tab.waitFor('the tab to join', (s) => s.status?.workerId ?? null)) as string;
+    await waitFor('the tab to have trained a few steps', async () => {
+      const w = (await c.status()).workers.find((x) => x.id === id);
+      return w && w.shardsDone >= 4;
+    }, 120_000);
+    await control('pause');
+    // Paused: the step in flight finishes and its update goes out, then nothing moves.
+    let last = -1;
+    const step = await waitFor('the run to settle', async () => {
+      const s = await c.status();
+      const settled = s.paused && s.step === last;
+      last = s.step;
+      await new Promise((r) => setTimeout(r, 500));
+      return settled && s.step;
+    }, 60_000);
+    await waitFor('the tab to hold the last update', async () => (await tab.state()).status?.version === step);
+    await control('checkpoint');
+    const name = `checkpoint-${String(step).padStart(9, '0')}.chorus`;
+    const saved = await waitFor('the checkpoint', async () => (await readdir(dir)).includes(name) && decodeCheckpoint(new Uint8Array(await readFile(join(dir, name)))));
+    assert.ok(saved.publicParams, 'an int8 checkpoint holds the public weights');
+    const held = await tab.page.evaluate(() => (window as unknown as { chorus: { publicWeights(): Promise<number[] | null> } }).chorus.publicWeights());
+    assert.ok(held, 'the tab holds public weights');
+    const tabBytes = Buffer.from(Float32Array.from(held).buffer);
+    assert.ok(tabBytes.equals(Buffer.from(saved.publicParams.buffer, saved.publicParams.byteOffset, saved.publicParams.byteLength)), `the tab's weights at step ${step} are the coordinator's public weights, bit for bit`);
+    assert.ok(!Buffer.from(saved.params.buffer, saved.params.byteOffset, saved.params.byteLength).equals(tabBytes), 'and not the master weights');
+  } finally {
+    await chromium?.close();
+    await node.kill();
+    await c.proc.kill();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('the tab does not leak tensors: tf.memory().numTensors is the same after every shard', { skip, timeout: 300_000 }, async () => {
   const steps = 8;
   const c = await startCoordinator(tinyRun(8, steps));

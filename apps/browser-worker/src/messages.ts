@@ -78,7 +78,9 @@ export type PageToWorker =
   | { type: 'start'; options: JoinOptions; hidden: boolean }
   | { type: 'visibility'; hidden: boolean }
   | { type: 'leave'; reason: string }
-  | { type: 'gradient'; id: number; request: GradientRequest };
+  | { type: 'gradient'; id: number; request: GradientRequest }
+  /** The public weights the runtime holds under fp16/int8 (tests compare them with the coordinator's). */
+  | { type: 'publicWeights'; id: number };
 
 export type WorkerToPage =
   | { type: 'phase'; phase: 'selecting-backend' | 'selftest-ready' | 'joining' }
@@ -88,4 +90,5 @@ export type WorkerToPage =
   /** The runtime stopped: the tab left (Leave, closed) or the run is over. */
   | { type: 'stopped'; reason: string }
   | { type: 'fatal'; error: string }
-  | { type: 'gradient'; id: number; reply: GradientReply | null; error: string | null };
+  | { type: 'gradient'; id: number; reply: GradientReply | null; error: string | null }
+  | { type: 'publicWeights'; id: number; weights: Float32Array | null };

@@ -3,7 +3,8 @@
  * and the Leave button to it, and shows what it reports. No training or protocol logic here.
  *
  * For tests and diagnostics the page exposes `window.chorus` (see ChorusTab): its state, and in
- * ?selftest mode `computeGradient`, which runs one shard through the Web Worker's Replica.
+ * ?selftest mode `computeGradient`, which runs one shard through the Web Worker's Replica;
+ * in a run, `publicWeights` (under fp16/int8) for comparing with the coordinator's, bit for bit.
  */
 import type { WorkerStatus } from '@chorus/worker';
 // The formatter alone: the package's index would bring the codec and its schemas into the page.
@@ -46,6 +47,8 @@ export interface ChorusTab {
   readonly state: TabState;
   leave(): void;
   computeGradient(request: GradientRequestInput): Promise<GradientResult>;
+  /** The public weights the tab computes at under fp16/int8 (null under fp32 or before joining). */
+  publicWeights(): Promise<number[] | null>;
 }
 
 declare global {
@@ -72,6 +75,7 @@ const leaveButton = $('leave') as HTMLButtonElement;
 let worker: Worker | null = null;
 let nextRequestId = 1;
 const pending = new Map<number, { resolve: (r: GradientResult) => void; reject: (e: Error) => void }>();
+const pendingWeights = new Map<number, (weights: number[] | null) => void>();
 
 function send(message: PageToWorker, transfer: Transferable[] = []): void {
   worker?.postMessage(message, transfer);
@@ -91,6 +95,8 @@ function fail(error: string): void {
   log('error', error);
   for (const p of pending.values()) p.reject(new Error(error));
   pending.clear();
+  for (const resolve of pendingWeights.values()) resolve(null);
+  pendingWeights.clear();
   worker?.terminate();
   worker = null;
   render();
@@ -199,6 +205,10 @@ function onWorkerMessage(message: WorkerToPage): void {
     case 'fatal':
       fail(message.error);
       return;
+    case 'publicWeights':
+      pendingWeights.get(message.id)?.(message.weights ? Array.from(message.weights) : null);
+      pendingWeights.delete(message.id);
+      break;
     case 'gradient': {
       const p = pending.get(message.id);
       pending.delete(message.id);
@@ -241,6 +251,15 @@ function computeGradient(input: GradientRequestInput): Promise<GradientResult> {
   });
 }
 
+function publicWeights(): Promise<number[] | null> {
+  if (!worker) return Promise.reject(new Error('no Web Worker is running'));
+  const id = nextRequestId++;
+  return new Promise((resolve) => {
+    pendingWeights.set(id, resolve);
+    send({ type: 'publicWeights', id });
+  });
+}
+
 function main(): void {
   window.chorus = {
     get state() {
@@ -248,6 +267,7 @@ function main(): void {
     },
     leave,
     computeGradient,
+    publicWeights,
   };
   let options: JoinOptions;
   try {

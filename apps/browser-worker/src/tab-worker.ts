@@ -196,6 +196,11 @@ self.onmessage = (event: MessageEvent<PageToWorker>) => {
       leaving = message.reason;
       worker?.stop(message.reason);
       break;
+    case 'publicWeights': {
+      const weights = worker?.publicWeights() ?? null;
+      post({ type: 'publicWeights', id: message.id, weights }, weights ? [weights.buffer] : []);
+      break;
+    }
     case 'gradient': {
       const { id, request } = message;
       selftestQueue = selftestQueue.then(async () => {
