@@ -10,6 +10,7 @@
  *   npm run build && npx tsx bench/overhead.bench.ts   (from apps/coordinator; writes bench/results/overhead.json)
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
  *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
+ *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -65,8 +66,12 @@ async function startCoordinator(n: number, codec: CodecName): Promise<{ base: st
   // CHORUS_BENCH_NODE_FLAGS: more flags for the coordinator's node (e.g. --trace-gc); its output
   // then goes to CHORUS_BENCH_LOG (default /tmp/chorus-overhead-coordinator.log).
   const flags = process.env.CHORUS_BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [
-    ...profile, ...flags, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
+  // CHORUS_BENCH_COORDINATOR_CPUS=0: the coordinator pinned to those CPUs (taskset), as if on a
+  // machine of its own; run the bench itself with `taskset -c 1` to keep the fake fleet off them.
+  const pin = process.env.CHORUS_BENCH_COORDINATOR_CPUS;
+  const [command, prefix] = pin ? ['taskset', ['-c', pin, process.execPath]] : [process.execPath, []];
+  const child = spawn(command, [
+    ...prefix, ...profile, ...flags, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
     '--batch', String(BATCH), '--steps', '1000000', '--bn-group', '8', '--warmup', '1', '--eval-every', '0', '--eval-examples', '1',
     '--token', TOKEN, '--min-workers', String(n), '--codec', codec,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
