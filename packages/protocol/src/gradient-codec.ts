@@ -149,9 +149,9 @@ export const fp16Codec: GradientCodec = {
   wireBytes: (length) => pad4(2 * length),
   encode(values, lost) {
     checkLost(lost, values.length);
-    const simd = new Uint16Array(values.length);
-    if (simdEncodeF16(values, simd, lost ?? null)) return { values: simd };
-    const bits = encodeFloat16(values, simd);
+    const bits = new Uint16Array(values.length);
+    if (simdEncodeF16(values, bits, lost ?? null)) return { values: bits };
+    encodeFloat16(values, bits);
     if (lost) {
       for (let i = 0; i < values.length; i++) lost[i] = values[i] - fromFloat16Bits(bits[i]);
     }
