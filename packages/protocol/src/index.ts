@@ -37,3 +37,4 @@ export type * from './monitor.js';
 export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
 export { backoffDelay } from './backoff.js';
 export { setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
+export { EmbeddedSimdModule, copyIn } from './simd/embedded-module.js';

@@ -8,3 +8,4 @@ export * from './lr-schedule.js';
 export * from './bn-stats.js';
 export * from './training-config.js';
 export * from './master-state.js';
+export { masterKernelsAvailable, setMasterKernelsEnabled, simdMean } from './simd/master-kernels.js';

@@ -1,4 +1,5 @@
 import type { WeightLayout } from '@chorus/model/core';
+import { simdSgdStep } from './simd/master-kernels.js';
 
 /**
  * Optimizers over the flat master weights. They are plain loops over Float32Arrays: the
@@ -102,7 +103,9 @@ export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer 
     kind: 'sgd',
     apply(params, gradient, lr) {
       checkSizes(params, gradient, layout.paramCount);
-      sgdStep(params, gradient, velocity, mask, lr, momentum, nesterov, weightDecay);
+      if (!simdSgdStep(params, gradient, velocity, mask, lr, momentum, nesterov, weightDecay)) {
+        sgdStep(params, gradient, velocity, mask, lr, momentum, nesterov, weightDecay);
+      }
       updates++;
     },
     state: () => ({ kind: 'sgd', updates, slots: [velocity.slice()] }),

@@ -1,4 +1,4 @@
-import { poolMoments, type BnMoments } from '@chorus/train/core';
+import { poolMoments, simdMean, type BnMoments } from '@chorus/train/core';
 import type { WeightLayout } from '@chorus/model/core';
 import { fp32Codec, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
 
@@ -142,7 +142,9 @@ export class StepReducer {
     const count = this.batchEnd - this.batchStart;
     const gradient = this.mean;
     const sum = this.sum;
-    for (let i = 0; i < gradient.length; i++) gradient[i] = sum[i] / count;
+    if (!simdMean(sum, count, gradient)) {
+      for (let i = 0; i < gradient.length; i++) gradient[i] = sum[i] / count;
+    }
     return {
       count,
       examples: this.examples,

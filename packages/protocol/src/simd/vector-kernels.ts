@@ -3,13 +3,10 @@
  * applying deltas, checking floats and int8 quantisation, 4-10x faster than the JavaScript
  * loops at resnet20v2 size. Each function here gives the same bits as the JavaScript it stands
  * in for (test/vector-kernels.test.ts compares them), so peers with and without SIMD agree.
- *
- * The module works in its own memory: operands are copied in and results copied out (a copy of
- * 2.3 MB is a memcpy of about 0.05 ms, where the loops save 0.4-2 ms). Each function returns
- * false, having done nothing, where WebAssembly SIMD is missing or the kernels are turned off;
- * the caller then runs its JavaScript loop. JavaScript is single-threaded per realm and the
- * calls are synchronous, so one scratch memory per realm is enough.
+ * Each returns false (or null), having done nothing, where the module cannot run (see
+ * EmbeddedSimdModule.prepare); the caller then runs its JavaScript loop.
  */
+import { EmbeddedSimdModule, copyIn } from './embedded-module.js';
 import { VECTOR_KERNELS_WASM } from './module.generated.js';
 
 interface VectorKernelExports {
@@ -24,78 +21,17 @@ interface VectorKernelExports {
   encodeF16(values: number, out: number, lost: number, n: number): void;
 }
 
-/** Below this many values the JavaScript loops are as fast as a call with its copies. */
-const MIN_LENGTH = 1024;
-const PAGE = 65536;
-
-let instance: VectorKernelExports | null | undefined;
-let enabled = true;
-
-function decodeBase64(base64: string): Uint8Array<ArrayBuffer> {
-  const s = atob(base64);
-  const bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return bytes;
-}
-
-/** The instantiated module, or null where this engine has no WebAssembly SIMD. */
-function kernels(): VectorKernelExports | null {
-  if (instance === undefined) {
-    try {
-      const bytes = decodeBase64(VECTOR_KERNELS_WASM);
-      // A small module (under 4 KiB): compiling it synchronously is allowed on a page's main thread too.
-      instance = typeof WebAssembly === 'object' && WebAssembly.validate(bytes)
-        ? (new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as VectorKernelExports)
-        : null;
-    } catch {
-      instance = null;
-    }
-  }
-  return instance;
-}
+const vectorKernels = new EmbeddedSimdModule<VectorKernelExports>(VECTOR_KERNELS_WASM);
+const prepare = (n: number, ...bytes: number[]) => vectorKernels.prepare(n, ...bytes);
 
 /** Whether the SIMD kernels run on this engine (WebAssembly SIMD present and not turned off). */
 export function vectorKernelsAvailable(): boolean {
-  return enabled && kernels() !== null;
+  return vectorKernels.available;
 }
 
 /** Turns the SIMD kernels off or on (tests and benchmarks compare both paths); returns the previous setting. */
 export function setVectorKernelsEnabled(on: boolean): boolean {
-  const previous = enabled;
-  enabled = on;
-  return previous;
-}
-
-/**
- * The module for `n` values, with its memory grown to hold `bytes` at 16-byte aligned offsets
- * (returned in order after the module), or null to run JavaScript instead.
- */
-function prepare(n: number, ...bytes: number[]): [VectorKernelExports, ArrayBuffer, ...number[]] | null {
-  if (!enabled || n < MIN_LENGTH) return null;
-  const k = kernels();
-  if (!k) return null;
-  const offsets: number[] = [];
-  // Offset 0 stays unused: a kernel reads a zero pointer as "no such array".
-  let end = 16;
-  for (const b of bytes) {
-    offsets.push(end);
-    end += (b + 15) & ~15;
-  }
-  const have = k.memory.buffer.byteLength;
-  if (end > have) {
-    try {
-      k.memory.grow(Math.ceil((end - have) / PAGE));
-    } catch {
-      // No memory for the copies: the JavaScript loops need none.
-      return null;
-    }
-  }
-  return [k, k.memory.buffer, ...offsets];
-}
-
-/** Copies `view`'s bytes into the module's memory at `offset`. */
-function copyIn(buffer: ArrayBuffer, offset: number, view: ArrayBufferView): void {
-  new Uint8Array(buffer, offset, view.byteLength).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  return vectorKernels.setEnabled(on);
 }
 
 /**
