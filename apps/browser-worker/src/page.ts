@@ -95,8 +95,7 @@ function fail(error: string): void {
   log('error', error);
   for (const p of pending.values()) p.reject(new Error(error));
   pending.clear();
-  for (const resolve of pendingWeights.values()) resolve(null);
-  pendingWeights.clear();
+  settleWeightRequests();
   worker?.terminate();
   worker = null;
   render();
@@ -201,6 +200,7 @@ function onWorkerMessage(message: WorkerToPage): void {
       log('info', 'left the run', { reason: message.reason });
       worker?.terminate();
       worker = null;
+      settleWeightRequests();
       break;
     case 'fatal':
       fail(message.error);
@@ -249,6 +249,12 @@ function computeGradient(input: GradientRequestInput): Promise<GradientResult> {
     pending.set(id, { resolve, reject });
     send({ type: 'gradient', id, request }, [request.params.buffer, request.pixels.buffer]);
   });
+}
+
+/** Answers weight requests that the Web Worker, gone now, never will: it holds none. */
+function settleWeightRequests(): void {
+  for (const resolve of pendingWeights.values()) resolve(null);
+  pendingWeights.clear();
 }
 
 function publicWeights(): Promise<number[] | null> {

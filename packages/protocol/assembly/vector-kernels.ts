@@ -85,9 +85,9 @@ const INTEGER_BIAS: f64 = 6755399441055744.0;
  * Symmetric int8 per block of 256 (see int8Codec): scales[b] = float32(max|x| / 127); for each
  * block whose scale is positive, finite and whose 127-fold is finite, q = round(x / scale) and,
  * with `lost` non-zero, lost = x - float32(q x scale). Other blocks (a NaN, an infinity, all
- * zeros, a scale that underflows or nears the float32 maximum) get only their scale here, and
- * their quanta zeroed: the caller finishes them with the JavaScript loop, which the rare cases
- * it takes are not worth duplicating for.
+ * zeros, a scale that underflows or nears the float32 maximum) get only their scale here, their
+ * quanta zeroed and their values copied into `lost`: the caller finishes them with the
+ * JavaScript loop, which the rare cases it takes are not worth duplicating for.
  */
 export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, n: i32): void {
   const blocks = (n + INT8_BLOCK - 1) / INT8_BLOCK;
@@ -111,6 +111,8 @@ export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, 
     store<f32>(at(scales, b), scale);
     if (!(scale > 0 && scale < Infinity && <f32>(<f64>scale * INT8_MAX) < Infinity)) {
       memory.fill(q + <usize>start, 0, <usize>(end - start));
+      // The values themselves, so that a caller whose `lost` is its `values` still has them.
+      if (lost) memory.copy(at(lost, start), at(values, start), <usize>(end - start) << 2);
       continue;
     }
     const sd = f64x2.splat(<f64>scale);

@@ -90,12 +90,21 @@ test('int8 encode: the same quanta, scales and lost values on both paths', () =>
     fc.property(vectors, (v) => {
       const { simd, js } = bothPaths(() => {
         const lost = new Float32Array(v.length);
-        return { plain: int8Codec.encode(v), withLost: int8Codec.encode(v, lost), lost };
+        const plain = int8Codec.encode(v);
+        const withLost = int8Codec.encode(v, lost);
+        // `lost` may be `values` (the contract), also after a call that left other numbers behind.
+        int8Codec.encode(v.map((x) => 3 * x + 1), new Float32Array(v.length));
+        const aliased = v.slice();
+        const aliasedPayload = int8Codec.encode(aliased, aliased);
+        return { plain, withLost, lost, aliased, aliasedPayload };
       });
       assertSameBits(simd.plain.values, js.plain.values, 'quanta');
       assertSameBits(simd.plain.scales, js.plain.scales, 'scales');
       assertSameBits(simd.withLost.values, js.withLost.values, 'quanta (with lost)');
       assertSameBits(simd.lost, js.lost, 'lost values');
+      assertSameBits(simd.aliasedPayload.values, js.aliasedPayload.values, 'quanta (lost is values)');
+      assertSameBits(simd.aliasedPayload.scales, js.aliasedPayload.scales, 'scales (lost is values)');
+      assertSameBits(simd.aliased, js.aliased, 'lost values (lost is values)');
     }),
     { numRuns: 150 },
   );

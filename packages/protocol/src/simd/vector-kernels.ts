@@ -2,7 +2,8 @@
  * The codecs' hot loops in WebAssembly SIMD (assembly/vector-kernels.ts): summing gradients,
  * applying deltas, checking floats and int8 quantisation, 4-10x faster than the JavaScript
  * loops at resnet20v2 size. Each function here gives the same bits as the JavaScript it stands
- * in for (test/vector-kernels.test.ts compares them), so peers with and without SIMD agree.
+ * in for (test/vector-kernels.test.ts compares them; NaN payload bits aside, in payloads that
+ * validation refuses), so peers with and without SIMD agree.
  * Each returns false (or null), having done nothing, where the module cannot run (see
  * EmbeddedSimdModule.prepare); the caller then runs its JavaScript loop.
  */
