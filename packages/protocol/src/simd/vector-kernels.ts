@@ -70,14 +70,18 @@ export function simdSubF32(a: Float32Array, b: Float32Array, out: Float32Array):
   return true;
 }
 
+/** Copies `values` in and runs a kernel that scans them; null where the JavaScript scan must run. */
+function anyIn(values: Float32Array | Uint16Array, kernel: (k: VectorKernelExports, offset: number, n: number) => number): boolean | null {
+  const r = prepare(values.length, values.byteLength);
+  if (!r) return null;
+  const [k, buffer, offset] = r;
+  copyIn(buffer, offset!, values);
+  return kernel(k, offset!, values.length) !== 0;
+}
+
 /** Whether any value is NaN or infinite; null where the JavaScript scan must run. */
 export function simdAnyNonFinite(values: Float32Array): boolean | null {
-  const n = values.length;
-  const r = prepare(n, 4 * n);
-  if (!r) return null;
-  const [k, buffer, s] = r;
-  new Float32Array(buffer, s, n).set(values);
-  return k.anyNonFiniteF32(s!, n) !== 0;
+  return anyIn(values, (k, offset, n) => k.anyNonFiniteF32(offset, n));
 }
 
 /** dst[i] += float32(q[i] x scales[i / block]). */
@@ -111,12 +115,7 @@ export function simdAddF16(bits: Uint16Array, dst: Float32Array): boolean {
 
 /** Whether any half is infinite or NaN; null where the JavaScript scan must run. */
 export function simdAnyNonFiniteHalf(bits: Uint16Array): boolean | null {
-  const n = bits.length;
-  const r = prepare(n, 2 * n);
-  if (!r) return null;
-  const [k, buffer, b] = r;
-  new Uint16Array(buffer, b, n).set(bits);
-  return k.anyNonFiniteF16(b!, n) !== 0;
+  return anyIn(bits, (k, offset, n) => k.anyNonFiniteF16(offset, n));
 }
 
 /** The halves of `values` into `out`, and what they lose into `lost` (may be `values`). */
