@@ -5,7 +5,7 @@
  *
  *   npx tsx bench/codec.bench.ts
  */
-import { FrameWriter, decodeFrame, encodeMessage, parseMessage, type GradientMessage } from '../src/index.js';
+import { FrameWriter, GRADIENT_CODEC_NAMES, PublicWeights, decodeFrame, encodeMessage, fp16Codec, fp32Codec, getGradientCodec, int8Codec, parseMessage, setVectorKernelsEnabled, type GradientMessage } from '../src/index.js';
 
 const PARAMS = 575_000; // 2.3 MB
 const BN_STATS = 2_000;
@@ -54,3 +54,36 @@ time('decodeFrame, unaligned (copies)', () => decodeFrame(unaligned));
 time('parseMessage + limits (decode + validate)', () => parseMessage(frame, limits));
 time('encodeMessage + parseMessage round trip', () => parseMessage(encodeMessage(message), limits));
 time('FrameWriter + parseMessage round trip', () => parseMessage(writer.encode(message), limits));
+
+// The codecs' vector loops, JavaScript against the WebAssembly SIMD kernels (same bits; see
+// test/vector-kernels.test.ts), at this gradient's size, copies into the module's memory included.
+console.log('\nvector loops, JavaScript -> WebAssembly SIMD (median ms):');
+const target = new Float32Array(PARAMS);
+const lost = new Float32Array(PARAMS);
+const payloads = Object.fromEntries(GRADIENT_CODEC_NAMES.map((c) => [c, getGradientCodec(c).encode(gradient)]));
+const master = gradient.map((x) => x + 1e-4);
+const loops: [string, () => unknown][] = [
+  ['addTo, fp32', () => fp32Codec.addTo(payloads.fp32!, target)],
+  ['addTo, fp16', () => fp16Codec.addTo(payloads.fp16!, target)],
+  ['addTo, int8', () => int8Codec.addTo(payloads.int8!, target)],
+  ['parseMessage of an fp32 gradient (NaN scan)', () => parseMessage(frame, limits)],
+  ['encode with error feedback, fp16', () => fp16Codec.encode(gradient, lost)],
+  ['encode with error feedback, int8', () => int8Codec.encode(gradient, lost)],
+  ['public weights: copy + advance, int8', () => new PublicWeights(int8Codec, gradient).advance(master)],
+];
+const median = (run: () => unknown) => {
+  for (let i = 0; i < 20; i++) run();
+  const samples = Array.from({ length: 50 }, () => {
+    const start = performance.now();
+    run();
+    return performance.now() - start;
+  }).sort((a, b) => a - b);
+  return samples[samples.length >> 1]!;
+};
+for (const [label, run] of loops) {
+  setVectorKernelsEnabled(false);
+  const js = median(run);
+  setVectorKernelsEnabled(true);
+  const simd = median(run);
+  console.log(`${label.padEnd(44)} ${js.toFixed(3)} -> ${simd.toFixed(3)} ms`);
+}
