@@ -7,13 +7,19 @@
  * workers would each have a machine: a worker's own per-step work (validating the update,
  * applying a delta, error feedback, encoding and masking its gradient) would otherwise run eight
  * times in a row on one thread and show up as arrival spread that no real fleet has. So they
- * read messages without validation, send a frame written into a reused buffer, and mask with a
- * zero key (ws then skips the XOR). The bench measures those worker-side pieces one by one and
- * reports them beside the step (overhead.bench.ts).
+ * read messages without validation and send their gradient from a reused buffer, masked in
+ * place: ws would copy a 2.3 MB frame to mask it. The mask is random, as every real client's is,
+ * so the coordinator unmasks each gradient as it must for real workers (ws skips that for a zero
+ * key). The bench measures the worker-side pieces one by one and reports them beside the step
+ * (overhead.bench.ts).
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import WebSocket from 'ws';
+import type { Socket } from 'node:net';
+import WebSocket, * as ws from 'ws';
 import { FrameWriter, PROTOCOL_VERSION, decodeFrame, encodeMessage, getGradientCodec, type EncodedVector, type Message } from '@chorus/protocol';
+
+/** ws's frame builder (not in its type declarations): a header and the payload, masked in place unless readOnly. */
+const { Sender } = ws as unknown as { Sender: { frame(data: Buffer, options: { fin: boolean; rsv1: boolean; opcode: number; mask: boolean; readOnly: boolean }): Buffer[] } };
 
 export interface FakeWorkerOptions {
   url: string;
@@ -34,7 +40,7 @@ export function fakeWorker(o: FakeWorkerOptions): Promise<WebSocket> {
   const bnMoments = new Float32Array(o.bnStatCount).fill(0.5);
   let payload: EncodedVector | null = null;
   const writer = new FrameWriter();
-  const socket = new WebSocket(o.url, { generateMask: (mask: Buffer) => { mask.fill(0); } });
+  const socket = new WebSocket(o.url);
   socket.on('close', (code, reason) => { if (code !== 1000 && code !== 1005 && code !== 4006) console.error(`fake worker closed: ${code} ${reason}`); });
   socket.on('message', (raw: Buffer) => {
     const m = decodeFrame(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength)) as Record<string, any>;
@@ -49,7 +55,14 @@ export function fakeWorker(o: FakeWorkerOptions): Promise<WebSocket> {
           ...(payload!.scales ? { scales: payload!.scales } : {}),
         };
         // The previous frame left long ago (a step is >= delayMs): the buffer can be rewritten.
-        socket.send(writer.encode(reply));
+        const frame = writer.encode(reply);
+        // ws's own framing with a random key, masking the payload where it lies (readOnly: false),
+        // written to the connection's socket as one WebSocket frame.
+        const parts = Sender.frame(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), { fin: true, rsv1: false, opcode: 2, mask: true, readOnly: false });
+        const raw = (socket as unknown as { _socket: Socket })._socket;
+        raw.cork();
+        for (const part of parts) raw.write(part);
+        raw.uncork();
       }, o.delayMs);
     } else if (m.type === 'evaluate') {
       socket.send(encodeMessage({ type: 'evalResult', v: PROTOCOL_VERSION, evalId: m.evalId, shardId: m.shardId, count: (m.labels as Uint8Array).length, lossSum: 1, correct: 0 }));

@@ -10,6 +10,7 @@
  *   npm run build && npx tsx bench/overhead.bench.ts   (from apps/coordinator; writes bench/results/overhead.json)
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
  *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
+ *   CHORUS_BENCH_FLEET_THREADS=4 ...   (the fake workers spread over that many worker threads)
  *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -36,6 +37,7 @@ const BATCH = 128;
 // CHORUS_BENCH_IN_PROCESS=1: the fake workers run on this process's main thread; by default
 // on a worker thread.
 const IN_PROCESS = process.env.CHORUS_BENCH_IN_PROCESS === '1';
+const FLEET_THREADS = Number(process.env.CHORUS_BENCH_FLEET_THREADS ?? 1);
 
 const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c) => {
   if (!isCodecName(c)) throw new Error(`CHORUS_BENCH_CODEC: unknown codec ${c}`);
@@ -122,9 +124,10 @@ async function run(n: number, codec: CodecName) {
     } else {
       // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
       const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
-      const thread = new Worker(entry, { eval: true, workerData: { ...options, n } });
-      await new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); });
-      stopWorkers = async () => { thread.postMessage('stop'); await thread.terminate(); };
+      const threadCount = Math.min(n, FLEET_THREADS);
+      const threads = Array.from({ length: threadCount }, (_, t) => new Worker(entry, { eval: true, workerData: { ...options, n: Math.floor(n / threadCount) + (t < n % threadCount ? 1 : 0) } }));
+      stopWorkers = async () => { await Promise.all(threads.map(async (thread) => { thread.postMessage('stop'); await thread.terminate(); })); };
+      await Promise.all(threads.map((thread) => new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); })));
     }
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
     // The coordinator's CPU time over the measured steps: its own cost, whatever it waits on.

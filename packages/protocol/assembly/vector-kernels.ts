@@ -28,15 +28,11 @@ export function subF32(a: usize, b: usize, out: usize, n: i32): void {
   for (; i < n; i++) store<f32>(at(out, i), load<f32>(at(a, i)) - load<f32>(at(b, i)));
 }
 
-/** 1 if any of src[0..n) is NaN or infinite, else 0: x * 0 is 0 for finite x and NaN otherwise. */
+/** 1 if any of src[0..n) is NaN or infinite, else 0: x * 0 is 0 for finite x and NaN otherwise. n a multiple of 4. */
 export function anyNonFiniteF32(src: usize, n: i32): i32 {
   let acc = f32x4.splat(0);
-  const zero = f32x4.splat(0);
-  let i = 0;
-  for (; i + 4 <= n; i += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(at(src, i)), zero));
-  let tail: f32 = 0;
-  for (; i < n; i++) tail += load<f32>(at(src, i)) * 0;
-  return i32(v128.any_true(f32x4.ne(acc, acc)) || tail != tail);
+  for (let i = 0; i < n; i += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(at(src, i)), f32x4.splat(0)));
+  return i32(v128.any_true(f32x4.ne(acc, acc)));
 }
 
 /** dst[i] += float32(q[i] x scales[i / 256]). */
@@ -180,15 +176,19 @@ export function addF16(bits: usize, dst: usize, n: i32): void {
   for (; i < n; i++) store<f32>(at(dst, i), load<f32>(at(dst, i)) + halfToFloat(<i32>load<u16>(bits + (<usize>i << 1))));
 }
 
-/** 1 if any half in bits[0..n) is infinite or NaN (exponent all ones), else 0. */
+/** 1 if any half in bits[0..n) is infinite or NaN (exponent all ones), else 0. n a multiple of 8. */
 export function anyNonFiniteF16(bits: usize, n: i32): i32 {
   const mask = i16x8.splat(0x7c00);
   let hit = i16x8.splat(0);
-  let i = 0;
-  for (; i + 8 <= n; i += 8) hit = v128.or(hit, i16x8.eq(v128.and(v128.load(bits + (<usize>i << 1)), mask), mask));
-  let tail = 0;
-  for (; i < n; i++) tail |= i32((load<u16>(bits + (<usize>i << 1)) & 0x7c00) == 0x7c00);
-  return i32(v128.any_true(hit)) | tail;
+  for (let i = 0; i < n; i += 8) hit = v128.or(hit, i16x8.eq(v128.and(v128.load(bits + (<usize>i << 1)), mask), mask));
+  return i32(v128.any_true(hit));
+}
+
+/** 1 if any int8 in q[0..n) is -128 (quanta are -127..127), else 0; n a multiple of 16. */
+export function anyI8Min(q: usize, n: i32): i32 {
+  let hit = i8x16.splat(0);
+  for (let i = 0; i < n; i += 16) hit = v128.or(hit, i8x16.eq(v128.load(q + <usize>i), i8x16.splat(-128)));
+  return i32(v128.any_true(hit));
 }
 
 /**

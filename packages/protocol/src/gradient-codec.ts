@@ -1,7 +1,7 @@
 import { ProtocolError } from './errors.js';
 import { addFloat16, decodeFloat16, encodeFloat16, firstNonFiniteHalf, fromFloat16Bits } from './float16.js';
 import { firstNonFinite } from './finite.js';
-import { simdAddF16, simdAddF32, simdAddI8, simdEncodeF16, simdQuantizeI8 } from './simd/vector-kernels.js';
+import { simdAddF16, simdAddF32, simdAddI8, simdAnyI8Min, simdEncodeF16, simdQuantizeI8 } from './simd/vector-kernels.js';
 
 /** The codecs a run may name (`--codec`, welcome.run.codec). */
 export const CODEC_NAMES = ['fp32', 'fp16', 'int8'] as const;
@@ -89,8 +89,9 @@ export interface PayloadProblem {
 export function payloadProblem({ values, scales }: EncodedVector): PayloadProblem | null {
   if (scales !== undefined && !(scales instanceof Float32Array)) return { field: 'scales', message: 'scales must be f32' };
   if (values instanceof Int8Array) {
-    // indexOf is the engine's own scan, several times faster than a loop here.
-    const i = values.indexOf(-INT8_MAX - 1);
+    // The SIMD scan proves a clean payload; indexOf (the engine's own scan, several times
+    // faster than a loop here) finds where a dirty one goes wrong, or runs without SIMD.
+    const i = simdAnyI8Min(values) === false ? -1 : values.indexOf(-INT8_MAX - 1);
     if (i >= 0) return { field: 'values', message: `int8 element ${i} is ${values[i]}; quanta are -127..127` };
     if (!scales) return { field: 'scales', message: 'int8 values need scales' };
     const blocks = int8BlockCount(values.length);

@@ -143,6 +143,38 @@ test('the fp32 check finds the first NaN or infinity on both paths, and passes c
   );
 });
 
+test('the int8 check finds a -128 anywhere, in whole vectors or the few left over, on both paths', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1024, max: 3000 }), fc.integer(), fc.option(fc.nat()), fc.boolean(), (length, seed, at, inTail) => {
+      let s = seed >>> 0;
+      const q = Int8Array.from({ length }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % 255) - 127);
+      const bad = at === null ? -1 : inTail ? length - 1 - (at % (length % 16 || 1)) : at % length;
+      if (bad >= 0) q[bad] = -128;
+      const scales = new Float32Array(Math.ceil(length / INT8_BLOCK)).fill(1e-3);
+      const { simd, js } = bothPaths(() => payloadProblem({ values: q, scales }));
+      assert.deepEqual(simd, js);
+      assert.equal(simd?.message ?? null, bad < 0 ? null : `int8 element ${bad} is -128; quanta are -127..127`);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('the fp32 and fp16 checks look at every element, the last few included, on both paths', () => {
+  for (const length of [1024, 1027, 1041]) {
+    for (const bad of [0, 517, length - 4, length - 3, length - 2, length - 1]) {
+      const f32 = new Float32Array(length).fill(0.5);
+      f32[bad] = -Infinity;
+      const f16 = new Uint16Array(length).fill(0x3c00);
+      f16[bad] = 0x7e00;
+      for (const values of [f32, f16]) {
+        const { simd, js } = bothPaths(() => payloadProblem({ values })?.message ?? null);
+        assert.equal(simd, js);
+        assert.match(simd ?? '', new RegExp(`element ${bad} of ${length}`));
+      }
+    }
+  }
+});
+
 test('error feedback and public weights advance step by step to the same bits on both paths', () => {
   fc.assert(
     fc.property(fc.array(finiteVectors, { minLength: 2, maxLength: 4 }), (steps) => {

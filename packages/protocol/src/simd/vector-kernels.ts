@@ -19,6 +19,7 @@ interface VectorKernelExports {
   quantizeI8(values: number, q: number, scales: number, lost: number, n: number): void;
   addF16(bits: number, dst: number, n: number): void;
   anyNonFiniteF16(bits: number, n: number): number;
+  anyI8Min(q: number, n: number): number;
   encodeF16(values: number, out: number, lost: number, n: number): void;
 }
 
@@ -70,18 +71,30 @@ export function simdSubF32(a: Float32Array, b: Float32Array, out: Float32Array):
   return true;
 }
 
-/** Copies `values` in and runs a kernel that scans them; null where the JavaScript scan must run. */
-function anyIn(values: Float32Array | Uint16Array, kernel: (k: VectorKernelExports, offset: number, n: number) => number): boolean | null {
+/**
+ * Copies `values` in and runs a kernel that scans them, `lanes` at a time (the kernels take
+ * whole vectors only, which keeps the module under 4 KiB); `hitAt` tests the few left over.
+ * Null where the JavaScript scan must run.
+ */
+function anyIn<T extends Float32Array | Uint16Array | Int8Array>(values: T, lanes: number, kernel: (k: VectorKernelExports, offset: number, n: number) => number, hitAt: (values: T, i: number) => boolean): boolean | null {
   const r = prepare(values.length, values.byteLength);
   if (!r) return null;
   const [k, buffer, offset] = r;
   copyIn(buffer, offset!, values);
-  return kernel(k, offset!, values.length) !== 0;
+  const whole = values.length - (values.length % lanes);
+  if (kernel(k, offset!, whole) !== 0) return true;
+  for (let i = whole; i < values.length; i++) if (hitAt(values, i)) return true;
+  return false;
 }
 
 /** Whether any value is NaN or infinite; null where the JavaScript scan must run. */
 export function simdAnyNonFinite(values: Float32Array): boolean | null {
-  return anyIn(values, (k, offset, n) => k.anyNonFiniteF32(offset, n));
+  return anyIn(values, 4, (k, offset, n) => k.anyNonFiniteF32(offset, n), (v, i) => !Number.isFinite(v[i]));
+}
+
+/** Whether any int8 is -128, which no quantum is; null where the JavaScript scan must run. */
+export function simdAnyI8Min(q: Int8Array): boolean | null {
+  return anyIn(q, 16, (k, offset, n) => k.anyI8Min(offset, n), (v, i) => v[i] === -128);
 }
 
 /** dst[i] += float32(q[i] x scales[i / block]). */
@@ -115,7 +128,7 @@ export function simdAddF16(bits: Uint16Array, dst: Float32Array): boolean {
 
 /** Whether any half is infinite or NaN; null where the JavaScript scan must run. */
 export function simdAnyNonFiniteHalf(bits: Uint16Array): boolean | null {
-  return anyIn(bits, (k, offset, n) => k.anyNonFiniteF16(offset, n));
+  return anyIn(bits, 8, (k, offset, n) => k.anyNonFiniteF16(offset, n), (v, i) => (v[i]! & 0x7c00) === 0x7c00);
 }
 
 /** The halves of `values` into `out`, and what they lose into `lost` (may be `values`). */
