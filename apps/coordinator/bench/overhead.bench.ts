@@ -10,6 +10,7 @@
  *   npm run build && npx tsx bench/overhead.bench.ts   (from apps/coordinator; writes bench/results/overhead.json)
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
  *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
+ *   CHORUS_BENCH_REPEAT=3 ...   (each configuration three times: the median run, and the range)
  *   CHORUS_BENCH_FLEET_THREADS=4 ...   (the fake workers spread over that many worker threads)
  *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
  */
@@ -44,7 +45,9 @@ const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c
   return c;
 });
 
-/** A coordinator process as users start it (compiled, no TypeScript loader in its heap). */
+/** The V8 flag `npm start` gives the coordinator (package.json; docs/operations.md, "Sizing"). */
+const COORDINATOR_NODE_FLAGS = ['--initial-old-space-size=64'];
+
 /**
  * The least a worker's step can move in a codec: the gradient up and the update down as that
  * codec packs them, plus the shard's images and labels (3,073 bytes an example).
@@ -62,6 +65,7 @@ async function cpuMsOf(pid: number): Promise<number> {
 }
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
+/** A coordinator process as users start it (compiled, no TypeScript loader in its heap, npm start's V8 flag). */
 async function startCoordinator(n: number, codec: CodecName): Promise<{ base: string; port: number; pid: number; stop: () => Promise<void> }> {
   // CHORUS_BENCH_PROFILE=DIR: a CPU profile of the coordinator process, written to DIR.
   const profile = process.env.CHORUS_BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', process.env.CHORUS_BENCH_PROFILE] : [];
@@ -73,7 +77,7 @@ async function startCoordinator(n: number, codec: CodecName): Promise<{ base: st
   const pin = process.env.CHORUS_BENCH_COORDINATOR_CPUS;
   const [command, prefix] = pin ? ['taskset', ['-c', pin, process.execPath]] : [process.execPath, []];
   const child = spawn(command, [
-    ...prefix, ...profile, ...flags, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
+    ...prefix, ...profile, ...COORDINATOR_NODE_FLAGS, ...flags, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
     '--batch', String(BATCH), '--steps', '1000000', '--bn-group', '8', '--warmup', '1', '--eval-every', '0', '--eval-examples', '1',
     '--token', TOKEN, '--min-workers', String(n), '--codec', codec,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -211,11 +215,19 @@ function piecesOf(codecName: CodecName) {
 }
 const pieces = Object.fromEntries(CODECS.map((c) => [c, piecesOf(c)]));
 
+// CHORUS_BENCH_REPEAT=3: each configuration that many times, reporting the run with the median
+// step and the range of all of them: on this shared 2-core machine one run moves by a few ms.
+const REPEAT = Number(process.env.CHORUS_BENCH_REPEAT ?? 1);
 const rows = [];
 for (const codec of CODECS) {
   for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').map(Number)) {
-    rows.push(await run(n, codec));
-    console.log(JSON.stringify(rows.at(-1)));
+    const runs = [];
+    for (let r = 0; r < REPEAT; r++) {
+      runs.push(await run(n, codec));
+      console.log(JSON.stringify(runs.at(-1)));
+    }
+    runs.sort((a, b) => a.stepMs - b.stepMs);
+    rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs] });
   }
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
@@ -228,11 +240,12 @@ console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---
 for (const r of rows) {
   const own = workerMs(r.codec);
   const cost = r.overheadMs + own;
-  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${r.cpuMsPerStep.toFixed(1)} | ${((100 * r.cpuMsPerStep) / r.stepMs).toFixed(1)}% | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
+  const range = REPEAT > 1 ? ` (${r.stepMsRange.map((x) => x.toFixed(1)).join('-')})` : '';
+  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)}${range} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${r.cpuMsPerStep.toFixed(1)} | ${((100 * r.cpuMsPerStep) / r.stepMs).toFixed(1)}% | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
 }
 console.log('\n| codec | workers | reduce (ms) | optimizer (ms) | broadcast (ms) | last shard transfer (ms) | first-to-last arrival (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.codec} | ${r.workers} | ${r.breakdown.reduceMs.toFixed(1)} | ${r.breakdown.optimizerMs.toFixed(1)} | ${r.breakdown.broadcastMs.toFixed(1)} | ${r.breakdown.transferMs.toFixed(1)} | ${r.breakdown.waitMs.toFixed(1)} |`);
 console.log(`\n| piece | ${CODECS.join(' ms | ')} ms |\n| --- |${CODECS.map(() => ' ---: |').join('')}`);
 for (const k of Object.keys(pieces[CODECS[0]!]!)) console.log(`| ${k} | ${CODECS.map((c) => (pieces[c] as Record<string, number>)[k]!.toFixed(2)).join(' | ')} |`);
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
-await writeFile(resolve(root, 'bench/results/overhead.json'), JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, fakeWorkers: IN_PROCESS ? 'in-process' : 'worker thread', rows, pieces }, null, 2) + '\n');
+await writeFile(resolve(root, 'bench/results/overhead.json'), JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, repeat: REPEAT, fakeWorkers: IN_PROCESS ? 'in-process' : 'worker thread', rows, pieces }, null, 2) + '\n');

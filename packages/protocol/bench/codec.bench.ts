@@ -6,6 +6,7 @@
  *   npx tsx bench/codec.bench.ts
  */
 import { FrameWriter, GRADIENT_CODEC_NAMES, PublicWeights, decodeFrame, encodeMessage, fp16Codec, fp32Codec, getGradientCodec, int8Codec, parseMessage, setVectorKernelsEnabled, type GradientMessage } from '../src/index.js';
+import { payloadProblem } from '../src/gradient-codec.js';
 
 const PARAMS = 575_000; // 2.3 MB
 const BN_STATS = 2_000;
@@ -67,6 +68,7 @@ const loops: [string, () => unknown][] = [
   ['addTo, fp16', () => fp16Codec.addTo(payloads.fp16!, target)],
   ['addTo, int8', () => int8Codec.addTo(payloads.int8!, target)],
   ['parseMessage of an fp32 gradient (NaN scan)', () => parseMessage(frame, limits)],
+  ['int8 payload check (-128 scan, scales)', () => payloadProblem(payloads.int8!)],
   ['encode with error feedback, fp16', () => fp16Codec.encode(gradient, lost)],
   ['encode with error feedback, int8', () => int8Codec.encode(gradient, lost)],
   ['public weights: copy + advance, int8', () => new PublicWeights(int8Codec, gradient).advance(master)],
