@@ -135,17 +135,18 @@ async function run(n: number, codec: CodecName) {
     }
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
     // The coordinator's CPU time over the measured steps: its own cost, whatever it waits on.
-    // Bytes too, from the same point: the welcome's full weights are a one-time cost.
-    const bytesNow = async () => {
+    // Bytes too, from the same point: the welcome's full weights are a one-time cost. And the
+    // time its main thread was busy: the serial work no number of worker machines can spread.
+    const countersNow = async () => {
       const text = await (await fetch(`${coordinator.base}/metrics`)).text();
       const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total');
+      return { bytes: counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total'), busySeconds: counter('chorus_event_loop_busy_seconds_total') };
     };
     // While it runs, the step is read from /metrics: /api/status carries the last 200 steps and
     // hashes the weights, work a coordinator does for a dashboard once a second (its live feed),
     // not four times a second as a poll here would make it.
     const stepNow = async () => Number(/^chorus_step (\S+)$/m.exec(await (await fetch(`${coordinator.base}/metrics`)).text())?.[1] ?? NaN);
-    const from = await until('the warm-up steps', 600_000, async () => { const step = await stepNow(); return step >= 2 && { step, cpuMs: await cpuMsOf(coordinator.pid), bytes: await bytesNow() }; });
+    const from = await until('the warm-up steps', 600_000, async () => { const step = await stepNow(); return step >= 2 && { step, cpuMs: await cpuMsOf(coordinator.pid), counters: await countersNow() }; });
     // Once a second, as often as a dashboard gets its status.
     await until(`${STEPS} steps`, 600_000, async () => (await stepNow()) >= STEPS, 1000);
     const done = await status();
@@ -155,13 +156,15 @@ async function run(n: number, codec: CodecName) {
     const sorted = steps.map((s) => s.seconds * 1000).sort((a, b) => a - b);
     const medianMs = sorted[Math.floor(sorted.length / 2)]!;
     // Read while it runs on (it was started for more steps than measured).
-    const bytes = (await bytesNow()) - from.bytes;
+    const counters = await countersNow();
+    const bytes = counters.bytes - from.counters.bytes;
     const stepsSoFar = (await status()).step - from.step;
+    const busyMsPerStep = (1000 * (counters.busySeconds - from.counters.busySeconds)) / stepsSoFar;
     // The coordinator's own share, from its step breakdown: adding gradients as they arrive plus
     // the totals, the optimizer, encoding and sending the update; and the last shard's transfer.
     const bd = (f: (b: NonNullable<StepRecord['breakdown']>) => number) => steps.reduce((a, s) => a + (s.breakdown ? f(s.breakdown) : NaN), 0) / steps.length;
     const breakdown = { reduceMs: bd((b) => b.reduceMs), optimizerMs: bd((b) => b.optimizerMs), broadcastMs: bd((b) => b.broadcastMs), transferMs: bd((b) => b.transferMs), waitMs: bd((b) => b.waitMs) };
-    return { codec, workers: n, cpuMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: codecFloor(codec, n), breakdown };
+    return { codec, workers: n, cpuMsPerStep, busyMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: codecFloor(codec, n), breakdown };
   } finally {
     await stopWorkers();
     await coordinator.stop();
@@ -235,13 +238,13 @@ console.log(`\nmachine: ${machine}; resnet20v2 (${P.toLocaleString('en-US')} par
 // A real worker does its own pieces in parallel with the others, once per step, on the path from
 // one update to its gradient: the step a fleet sees is the measured one plus those.
 const workerMs = (codec: CodecName) => Object.entries(pieces[codec]!).filter(([k]) => k.startsWith('worker:')).reduce((a, [, v]) => a + v, 0);
-console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | coordinator CPU (ms/step) | % of step | bytes/step/worker | floor (codec, with the shard\'s images) | ratio |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| codec | workers | step (ms) | coordinator + wire (ms) | + worker\'s own (ms) | framework cost, % of step | coordinator CPU (ms/step) | % of step | coordinator main thread busy (ms/step) | bytes/step/worker | floor (codec, with the shard\'s images) | ratio |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   const own = workerMs(r.codec);
   const cost = r.overheadMs + own;
   const range = REPEAT > 1 ? ` (${r.stepMsRange.map((x) => x.toFixed(1)).join('-')})` : '';
-  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)}${range} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${r.cpuMsPerStep.toFixed(1)} | ${((100 * r.cpuMsPerStep) / r.stepMs).toFixed(1)}% | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
+  console.log(`| ${r.codec} | ${r.workers} | ${r.stepMs.toFixed(1)}${range} | ${r.overheadMs.toFixed(1)} | ${own.toFixed(1)} | ${((100 * cost) / (DELAY_MS + cost)).toFixed(1)}% | ${r.cpuMsPerStep.toFixed(1)} | ${((100 * r.cpuMsPerStep) / r.stepMs).toFixed(1)}% | ${r.busyMsPerStep.toFixed(1)} | ${(r.bytesPerStepPerWorker / 1e6).toFixed(2)} MB | ${(r.floor / 1e6).toFixed(2)} MB | ${(r.bytesPerStepPerWorker / r.floor).toFixed(2)} |`);
 }
 console.log('\n| codec | workers | reduce (ms) | optimizer (ms) | broadcast (ms) | last shard transfer (ms) | first-to-last arrival (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.codec} | ${r.workers} | ${r.breakdown.reduceMs.toFixed(1)} | ${r.breakdown.optimizerMs.toFixed(1)} | ${r.breakdown.broadcastMs.toFixed(1)} | ${r.breakdown.transferMs.toFixed(1)} | ${r.breakdown.waitMs.toFixed(1)} |`);

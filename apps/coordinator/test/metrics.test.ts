@@ -65,6 +65,20 @@ test('every metric shows up in the Prometheus text with its value', async () => 
   assert.ok(lines(later).includes('chorus_step 43'));
 });
 
+test("the main thread's busy time counts work, not waiting", async () => {
+  const m = createMetrics();
+  const busy = async () => Number(/^chorus_event_loop_busy_seconds_total (\S+)$/m.exec(await m.metrics())?.[1]);
+  const start = await busy();
+  // 150 ms of work on this thread, then 300 ms of waiting on a timer.
+  const until = performance.now() + 150;
+  while (performance.now() < until);
+  const afterWork = await busy();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const afterWait = await busy();
+  assert.ok(afterWork - start >= 0.14, `busy ${afterWork - start} s over 150 ms of work`);
+  assert.ok(afterWait - afterWork < 0.1, `busy ${afterWait - afterWork} s over 300 ms of waiting`);
+});
+
 test('per-worker throughput series are labelled and removed when the worker leaves', async () => {
   const m = createMetrics();
   m.setWorkerImagesPerSecond('w1', 'webgpu', 812.5);

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { StepRecord } from '@chorus/protocol';
 
@@ -33,6 +34,12 @@ export interface ChorusMetrics {
   /** Open WebSocket connections: unauthenticated, worker, monitor. */
   readonly connections: Gauge<'state'>;
   readonly stepsTotal: Counter;
+  /**
+   * Seconds the main thread was busy (not waiting for sockets or timers), read when scraped. The
+   * coordinator's reading, checking and summing of gradients, its optimizer and its sends all run
+   * there one after another: a rate near 1 means the coordinator, not the workers, sets the pace.
+   */
+  readonly eventLoopBusySeconds: Counter;
   /** Wall time of whole steps. */
   readonly stepSeconds: Histogram;
   /** Per-worker throughput; prefer setWorkerImagesPerSecond/removeWorker, which track the label sets. */
@@ -110,6 +117,7 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
       registers,
     }),
     stepsTotal: counter('chorus_steps_total', 'Training steps completed by this coordinator process.'),
+    eventLoopBusySeconds: eventLoopBusy(registers),
     stepSeconds: new Histogram({
       name: 'chorus_step_seconds',
       help: 'Wall time of a training step, in seconds.',
@@ -141,4 +149,21 @@ export function createMetrics(options: MetricsOptions = {}): ChorusMetrics {
   };
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
   return metrics;
+}
+
+/** chorus_event_loop_busy_seconds_total, from Node's event loop utilisation since this call. */
+function eventLoopBusy(registers: Registry[]): Counter {
+  let counted = performance.eventLoopUtilization().active;
+  return new Counter({
+    name: 'chorus_event_loop_busy_seconds_total',
+    help: "Seconds the coordinator's main thread was busy rather than waiting for sockets or timers: its serial work (reading, checking and summing gradients, the optimizer, sending updates, garbage collection). A rate near 1 means the coordinator sets the pace of the run.",
+    registers,
+    collect() {
+      const active = performance.eventLoopUtilization().active;
+      // A counter that went down would make prom-client throw and /metrics fail.
+      if (active <= counted) return;
+      this.inc((active - counted) / 1000);
+      counted = active;
+    },
+  });
 }
