@@ -221,7 +221,8 @@ const pieces = Object.fromEntries(CODECS.map((c) => [c, piecesOf(c)]));
 // CHORUS_BENCH_REPEAT=3: each configuration that many times, reporting the run with the median
 // step and the range of all of them: on this shared 2-core machine one run moves by a few ms.
 const REPEAT = Number(process.env.CHORUS_BENCH_REPEAT ?? 1);
-const rows = [];
+type Row = Awaited<ReturnType<typeof run>> & { stepMsRange: number[] };
+const rows: Row[] = [];
 for (const codec of CODECS) {
   for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').map(Number)) {
     const runs = [];
@@ -251,4 +252,8 @@ for (const r of rows) console.log(`| ${r.codec} | ${r.workers} | ${r.breakdown.r
 console.log(`\n| piece | ${CODECS.join(' ms | ')} ms |\n| --- |${CODECS.map(() => ' ---: |').join('')}`);
 for (const k of Object.keys(pieces[CODECS[0]!]!)) console.log(`| ${k} | ${CODECS.map((c) => (pieces[c] as Record<string, number>)[k]!.toFixed(2)).join(' | ')} |`);
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
-await writeFile(resolve(root, 'bench/results/overhead.json'), JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, repeat: REPEAT, fakeWorkers: IN_PROCESS ? 'in-process' : 'worker thread', rows, pieces }, null, 2) + '\n');
+// A run of a few configurations replaces only their rows (and pieces); the others stay as last measured.
+const resultPath = resolve(root, 'bench/results/overhead.json');
+const earlier = await readFile(resultPath, 'utf8').then((t) => JSON.parse(t) as { rows: Row[]; pieces: typeof pieces }, () => ({ rows: [], pieces: {} }));
+const kept = earlier.rows.filter((r) => !rows.some((n) => n.codec === r.codec && n.workers === r.workers));
+await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, repeat: REPEAT, fakeWorkers: IN_PROCESS ? 'in-process' : 'worker thread', rows: [...kept, ...rows], pieces: { ...earlier.pieces, ...pieces } }, null, 2) + '\n');

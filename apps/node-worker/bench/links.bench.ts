@@ -23,7 +23,7 @@
  * stand for the flags.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -432,4 +432,8 @@ for (const r of rows) {
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
 // The default compute keeps links.json; other computes (the wire-bound pass) get a file of their own.
 const resultName = cli.msPerExample === 12.5 ? 'links.json' : `links-${cli.msPerExample}ms-per-example.json`;
-await writeFile(resolve(root, 'bench/results', resultName), JSON.stringify({ machine, date: new Date().toISOString(), msPerExample: cli.msPerExample, shaping, rows }, null, 2) + '\n');
+// A run of a few configurations replaces only their rows; the others stay as last measured.
+const resultPath = resolve(root, 'bench/results', resultName);
+const keyOf = (r: Row) => `${r.codec} ${r.rate} ${r.workers}`;
+const earlier = (await readFile(resultPath, 'utf8').then((t) => JSON.parse(t).rows as Row[], () => [])).filter((r) => !rows.some((n) => keyOf(n) === keyOf(r)));
+await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), msPerExample: cli.msPerExample, shaping, rows: [...earlier, ...rows] }, null, 2) + '\n');
