@@ -49,17 +49,19 @@ export function fakeWorker(o: FakeWorkerOptions): Promise<WebSocket> {
     } else if (m.type === 'assign') {
       const count = (m.labels as Uint8Array).length;
       setTimeout(() => {
+        // Written past ws, so its checks are here: nothing after a close, and the reused buffer
+        // (masked in place) only once everything written before has left; else a fresh frame.
+        const raw = (socket as unknown as { _socket: Socket })._socket;
+        if (socket.readyState !== WebSocket.OPEN) return;
         const reply: Message = {
           type: 'gradient', v: PROTOCOL_VERSION, step: m.step, shardId: m.shardId, count,
           lossSum: 2.3 * count, correct: 0, computeMs: o.delayMs, gradient: payload!.values, bnMoments,
           ...(payload!.scales ? { scales: payload!.scales } : {}),
         };
-        // The previous frame left long ago (a step is >= delayMs): the buffer can be rewritten.
-        const frame = writer.encode(reply);
+        const frame = raw.writableLength === 0 ? writer.encode(reply) : encodeMessage(reply);
         // ws's own framing with a random key, masking the payload where it lies (readOnly: false),
         // written to the connection's socket as one WebSocket frame.
         const parts = Sender.frame(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), { fin: true, rsv1: false, opcode: 2, mask: true, readOnly: false });
-        const raw = (socket as unknown as { _socket: Socket })._socket;
         raw.cork();
         for (const part of parts) raw.write(part);
         raw.uncork();

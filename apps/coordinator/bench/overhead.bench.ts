@@ -39,6 +39,7 @@ const BATCH = 128;
 // on a worker thread.
 const IN_PROCESS = process.env.CHORUS_BENCH_IN_PROCESS === '1';
 const FLEET_THREADS = Number(process.env.CHORUS_BENCH_FLEET_THREADS ?? 1);
+if (!Number.isInteger(FLEET_THREADS) || FLEET_THREADS < 1) throw new Error(`CHORUS_BENCH_FLEET_THREADS: a whole number of threads, at least 1, not ${process.env.CHORUS_BENCH_FLEET_THREADS}`);
 
 const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c) => {
   if (!isCodecName(c)) throw new Error(`CHORUS_BENCH_CODEC: unknown codec ${c}`);
@@ -134,37 +135,34 @@ async function run(n: number, codec: CodecName) {
       await Promise.all(threads.map((thread) => new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); })));
     }
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
-    // The coordinator's CPU time over the measured steps: its own cost, whatever it waits on.
-    // Bytes too, from the same point: the welcome's full weights are a one-time cost. And the
-    // time its main thread was busy: the serial work no number of worker machines can spread.
-    const countersNow = async () => {
+    // One sample of the coordinator's counters, read together with the step they belong to: its
+    // CPU time (its own cost, whatever it waits on), the bytes it moved (from a point after the
+    // welcome's full weights, a one-time cost) and the time its main thread was busy (the serial
+    // work no number of worker machines can spread). Read from /metrics: /api/status carries the
+    // last 200 steps and hashes the weights, work a coordinator does for a dashboard once a
+    // second (its live feed), not four times a second as a poll here would make it.
+    const sample = async () => {
       const text = await (await fetch(`${coordinator.base}/metrics`)).text();
-      const counter = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-      return { bytes: counter('chorus_bytes_received_total') + counter('chorus_bytes_sent_total'), busySeconds: counter('chorus_event_loop_busy_seconds_total') };
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { step: value('chorus_step'), cpuMs: await cpuMsOf(coordinator.pid), bytes: value('chorus_bytes_received_total') + value('chorus_bytes_sent_total'), busySeconds: value('chorus_event_loop_busy_seconds_total') };
     };
-    // While it runs, the step is read from /metrics: /api/status carries the last 200 steps and
-    // hashes the weights, work a coordinator does for a dashboard once a second (its live feed),
-    // not four times a second as a poll here would make it.
-    const stepNow = async () => Number(/^chorus_step (\S+)$/m.exec(await (await fetch(`${coordinator.base}/metrics`)).text())?.[1] ?? NaN);
-    const from = await until('the warm-up steps', 600_000, async () => { const step = await stepNow(); return step >= 2 && { step, cpuMs: await cpuMsOf(coordinator.pid), counters: await countersNow() }; });
-    // Once a second, as often as a dashboard gets its status.
-    await until(`${STEPS} steps`, 600_000, async () => (await stepNow()) >= STEPS, 1000);
+    const from = await until('the warm-up steps', 600_000, async () => { const s = await sample(); return s.step >= 2 && s; });
+    // Once a second, as often as a dashboard gets its status; it runs on past the last sample.
+    const to = await until(`${STEPS} steps`, 600_000, async () => { const s = await sample(); return s.step >= STEPS && s; }, 1000);
+    const measured = to.step - from.step;
+    const cpuMsPerStep = (to.cpuMs - from.cpuMs) / measured;
+    const busyMsPerStep = (1000 * (to.busySeconds - from.busySeconds)) / measured;
+    const bytes = to.bytes - from.bytes;
     const done = await status();
-    const cpuMsPerStep = ((await cpuMsOf(coordinator.pid)) - from.cpuMs) / (done.step - from.step);
     const steps = done.recentSteps.filter((r) => r.step > 2); // the first steps measure speeds
     // The median step: a shared 2-core machine has the odd step that waited for another process.
     const sorted = steps.map((s) => s.seconds * 1000).sort((a, b) => a - b);
     const medianMs = sorted[Math.floor(sorted.length / 2)]!;
-    // Read while it runs on (it was started for more steps than measured).
-    const counters = await countersNow();
-    const bytes = counters.bytes - from.counters.bytes;
-    const stepsSoFar = (await status()).step - from.step;
-    const busyMsPerStep = (1000 * (counters.busySeconds - from.counters.busySeconds)) / stepsSoFar;
     // The coordinator's own share, from its step breakdown: adding gradients as they arrive plus
     // the totals, the optimizer, encoding and sending the update; and the last shard's transfer.
     const bd = (f: (b: NonNullable<StepRecord['breakdown']>) => number) => steps.reduce((a, s) => a + (s.breakdown ? f(s.breakdown) : NaN), 0) / steps.length;
     const breakdown = { reduceMs: bd((b) => b.reduceMs), optimizerMs: bd((b) => b.optimizerMs), broadcastMs: bd((b) => b.broadcastMs), transferMs: bd((b) => b.transferMs), waitMs: bd((b) => b.waitMs) };
-    return { codec, workers: n, cpuMsPerStep, busyMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / stepsSoFar / n, floor: codecFloor(codec, n), breakdown };
+    return { codec, workers: n, cpuMsPerStep, busyMsPerStep, stepMs: medianMs, overheadMs: medianMs - DELAY_MS, bytesPerStepPerWorker: bytes / measured / n, floor: codecFloor(codec, n), breakdown };
   } finally {
     await stopWorkers();
     await coordinator.stop();
@@ -221,7 +219,7 @@ const pieces = Object.fromEntries(CODECS.map((c) => [c, piecesOf(c)]));
 // CHORUS_BENCH_REPEAT=3: each configuration that many times, reporting the run with the median
 // step and the range of all of them: on this shared 2-core machine one run moves by a few ms.
 const REPEAT = Number(process.env.CHORUS_BENCH_REPEAT ?? 1);
-type Row = Awaited<ReturnType<typeof run>> & { stepMsRange: number[] };
+type Row = Awaited<ReturnType<typeof run>> & { stepMsRange: number[]; date: string; repeat: number; steps: number; fakeWorkers: string };
 const rows: Row[] = [];
 for (const codec of CODECS) {
   for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').map(Number)) {
@@ -231,7 +229,9 @@ for (const codec of CODECS) {
       console.log(JSON.stringify(runs.at(-1)));
     }
     runs.sort((a, b) => a.stepMs - b.stepMs);
-    rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs] });
+    // How each row was measured goes with it: a later partial run keeps the rows it did not redo.
+    const fakeWorkers = IN_PROCESS ? 'in-process' : `${Math.min(n, FLEET_THREADS)} worker thread(s)`;
+    rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs], date: new Date().toISOString(), repeat: REPEAT, steps: STEPS, fakeWorkers });
   }
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
@@ -254,6 +254,18 @@ for (const k of Object.keys(pieces[CODECS[0]!]!)) console.log(`| ${k} | ${CODECS
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
 // A run of a few configurations replaces only their rows (and pieces); the others stay as last measured.
 const resultPath = resolve(root, 'bench/results/overhead.json');
-const earlier = await readFile(resultPath, 'utf8').then((t) => JSON.parse(t) as { rows: Row[]; pieces: typeof pieces }, () => ({ rows: [], pieces: {} }));
-const kept = earlier.rows.filter((r) => !rows.some((n) => n.codec === r.codec && n.workers === r.workers));
-await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, repeat: REPEAT, fakeWorkers: IN_PROCESS ? 'in-process' : 'worker thread', rows: [...kept, ...rows], pieces: { ...earlier.pieces, ...pieces } }, null, 2) + '\n');
+const earlier = await readFile(resultPath, 'utf8').then(
+  (text) => {
+    try {
+      const d = JSON.parse(text) as { rows?: Row[]; pieces?: typeof pieces };
+      return { rows: Array.isArray(d.rows) ? d.rows : [], pieces: d.pieces ?? {} };
+    } catch {
+      console.warn(`${resultPath} is not JSON: writing this run's rows alone`);
+      return { rows: [], pieces: {} };
+    }
+  },
+  () => ({ rows: [] as Row[], pieces: {} }),
+);
+const order = (r: Row) => `${['fp32', 'fp16', 'int8'].indexOf(r.codec)} ${String(r.workers).padStart(4)}`;
+const merged = [...earlier.rows.filter((r) => !rows.some((n) => n.codec === r.codec && n.workers === r.workers)), ...rows].sort((a, b) => order(a).localeCompare(order(b)));
+await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, rows: merged, pieces: { ...earlier.pieces, ...pieces } }, null, 2) + '\n');

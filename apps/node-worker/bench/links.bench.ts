@@ -432,8 +432,22 @@ for (const r of rows) {
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
 // The default compute keeps links.json; other computes (the wire-bound pass) get a file of their own.
 const resultName = cli.msPerExample === 12.5 ? 'links.json' : `links-${cli.msPerExample}ms-per-example.json`;
-// A run of a few configurations replaces only their rows; the others stay as last measured.
+// A run of a few configurations replaces only their rows (each row says when it was measured; its
+// efficiency is null where its run had no 1-worker row); the others stay as last measured.
 const resultPath = resolve(root, 'bench/results', resultName);
 const keyOf = (r: Row) => `${r.codec} ${r.rate} ${r.workers}`;
-const earlier = (await readFile(resultPath, 'utf8').then((t) => JSON.parse(t).rows as Row[], () => [])).filter((r) => !rows.some((n) => keyOf(n) === keyOf(r)));
-await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), msPerExample: cli.msPerExample, shaping, rows: [...earlier, ...rows] }, null, 2) + '\n');
+const earlier = await readFile(resultPath, 'utf8').then(
+  (text) => {
+    try {
+      const d = JSON.parse(text) as { rows?: Row[]; shaping?: Record<string, unknown> };
+      return { rows: Array.isArray(d.rows) ? d.rows : [], shaping: d.shaping ?? {} };
+    } catch {
+      console.warn(`${resultPath} is not JSON: writing this run's rows alone`);
+      return { rows: [], shaping: {} };
+    }
+  },
+  () => ({ rows: [] as Row[], shaping: {} }),
+);
+const date = new Date().toISOString();
+const merged = [...earlier.rows.filter((r) => !rows.some((n) => keyOf(n) === keyOf(r))), ...rows.map((r) => ({ ...r, date }))];
+await writeFile(resultPath, JSON.stringify({ machine, date, msPerExample: cli.msPerExample, shaping: { ...earlier.shaping, ...shaping }, rows: merged }, null, 2) + '\n');

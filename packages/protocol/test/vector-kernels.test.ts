@@ -160,7 +160,7 @@ test('the int8 check finds a -128 anywhere, in whole vectors or the few left ove
 });
 
 test('the fp32 and fp16 checks look at every element, the last few included, on both paths', () => {
-  for (const length of [1024, 1027, 1041]) {
+  for (const length of [1024, 1027, 1031, 1041]) {
     for (const bad of [0, 517, length - 4, length - 3, length - 2, length - 1]) {
       const f32 = new Float32Array(length).fill(0.5);
       f32[bad] = -Infinity;
