@@ -27,15 +27,20 @@ const message: GradientMessage = {
 };
 const limits = { paramCount: PARAMS, bnStatCount: BN_STATS, maxShardExamples: 1024 };
 
-function time(label: string, run: () => unknown): void {
+/** The times (ms) of `rounds` runs after 20 warm-up runs, sorted. */
+function timings(run: () => unknown, rounds: number): number[] {
   for (let i = 0; i < 20; i++) run();
   const samples: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
+  for (let i = 0; i < rounds; i++) {
     const start = performance.now();
     run();
     samples.push(performance.now() - start);
   }
-  samples.sort((a, b) => a - b);
+  return samples.sort((a, b) => a - b);
+}
+
+function time(label: string, run: () => unknown): void {
+  const samples = timings(run, ROUNDS);
   const median = samples[samples.length >> 1];
   const p90 = samples[Math.floor(samples.length * 0.9)];
   const gbps = (gradient.byteLength / 1e9) / (median / 1e3);
@@ -73,15 +78,7 @@ const loops: [string, () => unknown][] = [
   ['encode with error feedback, int8', () => int8Codec.encode(gradient, lost)],
   ['public weights: copy + advance, int8', () => new PublicWeights(int8Codec, gradient).advance(master)],
 ];
-const median = (run: () => unknown) => {
-  for (let i = 0; i < 20; i++) run();
-  const samples = Array.from({ length: 50 }, () => {
-    const start = performance.now();
-    run();
-    return performance.now() - start;
-  }).sort((a, b) => a - b);
-  return samples[samples.length >> 1]!;
-};
+const median = (run: () => unknown) => timings(run, 50)[25]!;
 for (const [label, run] of loops) {
   setVectorKernelsEnabled(false);
   const js = median(run);
