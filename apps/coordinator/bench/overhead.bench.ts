@@ -11,6 +11,7 @@
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
  *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
  *   CHORUS_BENCH_REPEAT=3 ...   (each configuration three times: the median run, and the range)
+ *   CHORUS_BENCH_HEAP_FLAG=0 ...   (the coordinator without npm start's --initial-old-space-size=64)
  *   CHORUS_BENCH_FLEET_THREADS=4 ...   (the fake workers spread over that many worker threads)
  *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
  */
@@ -46,8 +47,11 @@ const CODECS = (process.env.CHORUS_BENCH_CODEC ?? 'fp32,int8').split(',').map((c
   return c;
 });
 
-/** The V8 flag `npm start` gives the coordinator (package.json; docs/operations.md, "Sizing"). */
-const COORDINATOR_NODE_FLAGS = ['--initial-old-space-size=64'];
+/**
+ * The V8 flag `npm start` gives the coordinator (package.json; docs/operations.md, "Sizing");
+ * CHORUS_BENCH_HEAP_FLAG=0 starts it without, to compare.
+ */
+const COORDINATOR_NODE_FLAGS = process.env.CHORUS_BENCH_HEAP_FLAG === '0' ? [] : ['--initial-old-space-size=64'];
 
 /**
  * The least a worker's step can move in a codec: the gradient up and the update down as that
