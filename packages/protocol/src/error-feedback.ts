@@ -1,5 +1,5 @@
 import type { EncodedVector, GradientCodec } from './gradient-codec.js';
-import { simdAddF32 } from './simd/vector-kernels.js';
+import { residentVectors, simdAddF32 } from './simd/vector-kernels.js';
 
 /**
  * A worker's uplink encoder with error feedback: what rounding loses from one shard's gradient
@@ -29,9 +29,10 @@ export class ErrorFeedback {
     if (!Number.isSafeInteger(length) || length < 0) throw new Error(`error feedback: length must be a non-negative integer, got ${length}`);
     this.codec = codec;
     this.length = length;
+    // Both resident in the codec kernels' memory, where the add and the encoding then use them
+    // in place; room for the encoding's output (at most 2 bytes a value and int8's scales).
     const exact = codec.name === 'fp32';
-    this.residual = exact ? null : new Float32Array(length);
-    this.corrected = exact ? null : new Float32Array(length);
+    [this.residual, this.corrected] = exact ? [null, null] : residentVectors([length, length], 4 * length + 256);
   }
 
   /** Encodes `sum` plus the carried residual, and keeps what this encoding loses. */

@@ -36,5 +36,5 @@ export { PublicWeights, applyDelta } from './public-weights.js';
 export type * from './monitor.js';
 export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
 export { backoffDelay } from './backoff.js';
-export { setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
-export { EmbeddedSimdModule, copyIn } from './simd/embedded-module.js';
+export { residentVectors, setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
+export { EmbeddedSimdModule, ResidentArrays, copyIn, copyOut, type KernelOperand, type KernelOutput } from './simd/embedded-module.js';

@@ -1,5 +1,5 @@
 import type { EncodedVector, GradientCodec } from './gradient-codec.js';
-import { simdSubF32 } from './simd/vector-kernels.js';
+import { residentVectors, simdSubF32 } from './simd/vector-kernels.js';
 
 /**
  * Adds a decoded delta to public weights in place. The coordinator's copy and every worker's
@@ -29,8 +29,11 @@ export class PublicWeights {
 
   constructor(codec: GradientCodec, initial: Float32Array) {
     this.codec = codec;
-    this.weights = initial.slice();
-    this.difference = new Float32Array(initial.length);
+    // Both resident in the codec kernels' memory: each advance then copies in only the master
+    // weights and the encoded delta. Room for those and for the encoding's own output.
+    const n = initial.length;
+    [this.weights, this.difference] = residentVectors([n, n], 4 * n + 2 * n + n + 4 * n + 256);
+    this.weights.set(initial);
   }
 
   /** The payload that moves every worker's copy toward `master`, already applied to this one. */

@@ -1,4 +1,5 @@
 import type { WeightLayout } from '@chorus/model/core';
+import type { ResidentArrays } from '@chorus/protocol';
 import { simdSgdStep } from './simd/master-kernels.js';
 
 /**
@@ -37,8 +38,8 @@ export interface AdamOptions {
 }
 
 /** 1 for parameters that weight decay applies to (conv and dense kernels), else 0. */
-export function decayMask(layout: WeightLayout): Uint8Array {
-  const mask = new Uint8Array(layout.paramCount);
+export function decayMask(layout: WeightLayout, arrays?: ResidentArrays): Uint8Array {
+  const mask = arrays ? arrays.u8(layout.paramCount) : new Uint8Array(layout.paramCount);
   for (const p of layout.params) if (p.decay) mask.fill(1, p.offset, p.offset + p.size);
   return mask;
 }
@@ -93,10 +94,13 @@ function adamStep(
   }
 }
 
-/** SGD with (Nesterov) momentum and L2 weight decay, as PyTorch's torch.optim.SGD. */
-export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer {
-  const mask = decayMask(layout);
-  let velocity = new Float32Array(layout.paramCount);
+/**
+ * SGD with (Nesterov) momentum and L2 weight decay, as PyTorch's torch.optim.SGD. `arrays`: where
+ * its velocity and mask live (resident beside the master weights, see MasterState).
+ */
+export function createSgd(layout: WeightLayout, options: SgdOptions, arrays?: ResidentArrays): Optimizer {
+  const mask = decayMask(layout, arrays);
+  const velocity = arrays ? arrays.f32(layout.paramCount) : new Float32Array(layout.paramCount);
   let updates = 0;
   const { momentum, nesterov, weightDecay } = options;
   return {
@@ -113,7 +117,7 @@ export function createSgd(layout: WeightLayout, options: SgdOptions): Optimizer 
       if (state.kind !== 'sgd' || state.slots.length !== 1 || state.slots[0].length !== layout.paramCount) {
         throw new Error('optimizer state does not belong to an SGD optimizer of this model');
       }
-      velocity = state.slots[0].slice();
+      velocity.set(state.slots[0]);
       updates = state.updates;
     },
   };
@@ -146,13 +150,20 @@ export function createAdam(layout: WeightLayout, options: AdamOptions): Optimize
 
 export type OptimizerName = 'sgd' | 'adam';
 
+/** The arrays an optimizer keeps beside the weights, in bytes (for a ResidentArrays that holds them). */
+export function optimizerStateBytes(name: OptimizerName, paramCount: number): number[] {
+  return name === 'sgd' ? [4 * paramCount, paramCount] : [];
+}
+
+/** `arrays`: where SGD keeps its state (see createSgd); Adam keeps ordinary arrays. */
 export function createOptimizer(
   name: OptimizerName,
   layout: WeightLayout,
   options: { weightDecay: number; momentum?: number },
+  arrays?: ResidentArrays,
 ): Optimizer {
   if (name === 'sgd') {
-    return createSgd(layout, { momentum: options.momentum ?? 0.9, nesterov: true, weightDecay: options.weightDecay });
+    return createSgd(layout, { momentum: options.momentum ?? 0.9, nesterov: true, weightDecay: options.weightDecay }, arrays);
   }
   if (name === 'adam') {
     return createAdam(layout, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: options.weightDecay });

@@ -6,6 +6,8 @@ import {
   MasterState,
   createOptimizer,
   learningRate,
+  masterKernelsAvailable,
+  setMasterKernelsEnabled,
   scaledLr,
   scheduleOf,
   updateRunningStats,
@@ -106,6 +108,47 @@ test('two master states fed the same gradients stay bit-identical', () => {
     run(b, 0, 20);
     assertSameState(a, b);
   }
+});
+
+test('with the SIMD kernels, weights, gradient array and SGD state share the kernels\' memory and step to the JavaScript loops\' bits', () => {
+  assert.ok(P >= 1024, 'the model is large enough for the kernels');
+  assert.equal(masterKernelsAvailable(), true);
+  const resident = new MasterState(config(), layout, DATASET);
+  // Resident: views of one WebAssembly memory (whole 64 KiB pages), not arrays of their own.
+  assert.equal(resident.params.buffer, resident.gradientBuffer.buffer);
+  assert.equal(resident.params.buffer.byteLength % 65536, 0);
+  const previous = setMasterKernelsEnabled(false);
+  let plain: MasterState;
+  try {
+    plain = new MasterState(config(), layout, DATASET);
+    assert.notEqual(plain.params.buffer, plain.gradientBuffer.buffer);
+  } finally {
+    setMasterKernelsEnabled(previous);
+  }
+  const step = (master: MasterState, from: number, to: number, kernels: boolean) => {
+    const was = setMasterKernelsEnabled(kernels);
+    try {
+      for (let s = from; s < to; s++) {
+        const { gradient, moments } = inputs(s);
+        // The coordinator's way: the mean gradient written into gradientBuffer.
+        master.gradientBuffer.set(gradient);
+        master.apply(master.gradientBuffer, moments);
+      }
+    } finally {
+      setMasterKernelsEnabled(was);
+    }
+  };
+  step(resident, 0, 8, true);
+  step(plain, 0, 8, false);
+  assertSameState(resident, plain);
+  // A restore writes into the resident arrays, which go on stepping in place.
+  const snapshot = plain.snapshot();
+  const again = new MasterState(config(), layout, DATASET);
+  again.restore(snapshot);
+  assertSameState(again, plain);
+  step(again, 8, 12, true);
+  step(plain, 8, 12, false);
+  assertSameState(again, plain);
 });
 
 test('snapshot and restore mid-run continue bit-identically to an uninterrupted run (SGD and Adam)', () => {

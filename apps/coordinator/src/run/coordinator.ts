@@ -89,7 +89,7 @@ export class Coordinator {
     this.now = deps.now ?? (() => performance.now());
     this.layout = weightLayout(buildGraph(deps.config.spec));
     this.master = new MasterState(deps.config, this.layout, deps.data.train.count);
-    this.reduction = new ReductionBuffers(this.layout.paramCount);
+    this.reduction = new ReductionBuffers(this.layout.paramCount, this.master.gradientBuffer);
     this.codec = getGradientCodec(codecOf(deps.config));
     this.publicWeights = this.codec.name === 'fp32' ? null : new PublicWeights(this.codec, this.master.params);
     this.history = new RunLog(deps.log);

@@ -1,6 +1,6 @@
 import { poolMoments, simdMean, type BnMoments } from '@chorus/train/core';
 import type { WeightLayout } from '@chorus/model/core';
-import { fp32Codec, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
+import { fp32Codec, residentVectors, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
 
 /**
  * The part of a worker's shard result that the reduction uses (the compute time is telemetry),
@@ -25,15 +25,20 @@ export interface StepTotals {
 /**
  * The two parameter-sized arrays a step's reduction needs (the running sum and the mean), kept
  * from step to step: a coordinator reduces one step at a time, and fresh 2.3 MB arrays every
- * step only feed the garbage collector.
+ * step only feed the garbage collector. The sum is resident in the codec kernels' memory, so
+ * each gradient is added to it where it lies (only the payload is copied in); `mean` may be
+ * the master state's gradient array (MasterState.gradientBuffer), which the optimizer then
+ * reads where it lies too.
  */
 export class ReductionBuffers {
   readonly sum: Float32Array;
   readonly mean: Float32Array;
 
-  constructor(paramCount: number) {
-    this.sum = new Float32Array(paramCount);
-    this.mean = new Float32Array(paramCount);
+  constructor(paramCount: number, mean: Float32Array = new Float32Array(paramCount)) {
+    if (mean.length !== paramCount) throw new Error(`a mean array of ${mean.length} values for ${paramCount} parameters`);
+    // Room to copy in the largest payload, an fp32 gradient.
+    [this.sum] = residentVectors([paramCount], 4 * paramCount);
+    this.mean = mean;
   }
 }
 

@@ -7,7 +7,7 @@
  * Each returns false (or null), having done nothing, where the module cannot run (see
  * EmbeddedSimdModule.prepare); the caller then runs its JavaScript loop.
  */
-import { EmbeddedSimdModule, copyIn } from './embedded-module.js';
+import { EmbeddedSimdModule, ResidentArrays, copyOut, type KernelOperand } from './embedded-module.js';
 import { VECTOR_KERNELS_WASM } from './module.generated.js';
 
 interface VectorKernelExports {
@@ -24,7 +24,17 @@ interface VectorKernelExports {
 }
 
 const vectorKernels = new EmbeddedSimdModule<VectorKernelExports>(VECTOR_KERNELS_WASM);
-const prepare = (n: number, ...bytes: number[]) => vectorKernels.prepare(n, ...bytes);
+const prepare = (n: number, ...operands: KernelOperand[]) => vectorKernels.prepare(n, ...operands);
+
+/**
+ * Float32 arrays of `lengths` resident in an arena of the codec kernels (see EmbeddedSimdModule),
+ * with room to copy in `scratchBytes` of operands: for an owner that hands the same arrays to
+ * these kernels step after step (a batch sum, public weights, an error-feedback residual).
+ */
+export function residentVectors(lengths: readonly number[], scratchBytes: number): Float32Array<ArrayBuffer>[] {
+  const arena: ResidentArrays = vectorKernels.arena(lengths.map((n) => 4 * n), scratchBytes);
+  return lengths.map((n) => arena.f32(n));
+}
 
 /** Whether the SIMD kernels run on this engine (WebAssembly SIMD present and not turned off). */
 export function vectorKernelsAvailable(): boolean {
@@ -37,19 +47,17 @@ export function setVectorKernelsEnabled(on: boolean): boolean {
 }
 
 /**
- * dst += what `kernel` adds from `operands` (the payload's arrays, copied in first, in order):
- * the sum goes in after them, the kernel gets every offset and the length, and the sum comes back.
+ * dst += what `kernel` adds from `operands` (the payload's arrays, in order): the sum is the
+ * last operand, the kernel gets every offset and the length, and the sum comes back (unless
+ * it is resident, and was added to where it lies).
  */
 function addIntoSum(dst: Float32Array, operands: ArrayBufferView[], kernel: (k: VectorKernelExports, offsets: number[], n: number) => void): boolean {
   const n = dst.length;
-  const r = prepare(n, ...operands.map((o) => o.byteLength), dst.byteLength);
+  const r = prepare(n, ...operands, dst);
   if (!r) return false;
   const [k, buffer, ...offsets] = r;
-  operands.forEach((o, i) => copyIn(buffer, offsets[i]!, o));
-  const sum = new Float32Array(buffer, offsets.at(-1), n);
-  sum.set(dst);
   kernel(k, offsets, n);
-  dst.set(sum);
+  copyOut(buffer, offsets.at(-1)!, dst);
   return true;
 }
 
@@ -61,13 +69,11 @@ export function simdAddF32(src: Float32Array, dst: Float32Array): boolean {
 /** out[i] = a[i] - b[i], float32. */
 export function simdSubF32(a: Float32Array, b: Float32Array, out: Float32Array): boolean {
   const n = out.length;
-  const r = prepare(n, 4 * n, 4 * n);
+  const r = prepare(n, a.subarray(0, n), b.subarray(0, n), { output: out });
   if (!r) return false;
-  const [k, buffer, x, y] = r;
-  new Float32Array(buffer, x, n).set(a.subarray(0, n));
-  new Float32Array(buffer, y, n).set(b.subarray(0, n));
-  k.subF32(x!, y!, x!, n);
-  out.set(new Float32Array(buffer, x, n));
+  const [k, buffer, x, y, o] = r;
+  k.subF32(x!, y!, o!, n);
+  copyOut(buffer, o!, out);
   return true;
 }
 
@@ -77,10 +83,9 @@ export function simdSubF32(a: Float32Array, b: Float32Array, out: Float32Array):
  * Null where the JavaScript scan must run.
  */
 function anyIn<T extends Float32Array | Uint16Array | Int8Array>(values: T, lanes: number, kernel: (k: VectorKernelExports, offset: number, n: number) => number, hitAt: (values: T, i: number) => boolean): boolean | null {
-  const r = prepare(values.length, values.byteLength);
+  const r = prepare(values.length, values);
   if (!r) return null;
-  const [k, buffer, offset] = r;
-  copyIn(buffer, offset!, values);
+  const [k, , offset] = r;
   const whole = values.length - (values.length % lanes);
   if (kernel(k, offset!, whole) !== 0) return true;
   for (let i = whole; i < values.length; i++) if (hitAt(values, i)) return true;
@@ -110,14 +115,13 @@ export function simdAddI8(q: Int8Array, scales: Float32Array, dst: Float32Array)
  */
 export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float32Array, lost: Float32Array | null): boolean {
   const n = values.length;
-  const r = prepare(n, 4 * n, n, 4 * scales.length, lost ? 4 * n : 0);
+  const r = prepare(n, values, { output: q }, { output: scales }, lost ? { output: lost } : 0);
   if (!r) return false;
   const [k, buffer, v, qo, so, lo] = r;
-  new Float32Array(buffer, v, n).set(values);
   k.quantizeI8(v!, qo!, so!, lost ? lo! : 0, n);
-  q.set(new Int8Array(buffer, qo, n));
-  scales.set(new Float32Array(buffer, so, scales.length));
-  if (lost) lost.set(new Float32Array(buffer, lo, n));
+  copyOut(buffer, qo!, q);
+  copyOut(buffer, so!, scales);
+  if (lost) copyOut(buffer, lo!, lost);
   return true;
 }
 
@@ -134,12 +138,11 @@ export function simdAnyNonFiniteHalf(bits: Uint16Array): boolean | null {
 /** The halves of `values` into `out`, and what they lose into `lost` (may be `values`). */
 export function simdEncodeF16(values: Float32Array, out: Uint16Array, lost: Float32Array | null): boolean {
   const n = values.length;
-  const r = prepare(n, 4 * n, 2 * n, lost ? 4 * n : 0);
+  const r = prepare(n, values, { output: out }, lost ? { output: lost } : 0);
   if (!r) return false;
   const [k, buffer, v, o, lo] = r;
-  new Float32Array(buffer, v, n).set(values);
   k.encodeF16(v!, o!, lost ? lo! : 0, n);
-  out.set(new Uint16Array(buffer, o, n));
-  if (lost) lost.set(new Float32Array(buffer, lo, n));
+  copyOut(buffer, o!, out);
+  if (lost) copyOut(buffer, lo!, lost);
   return true;
 }

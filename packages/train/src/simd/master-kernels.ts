@@ -4,7 +4,7 @@
  * Both paths give the same bits (test/master-kernels.test.ts), so the coordinator and the local
  * trainer still agree with each other and with runs from before the kernels.
  */
-import { EmbeddedSimdModule, copyIn } from '@chorus/protocol';
+import { EmbeddedSimdModule, ResidentArrays, copyOut } from '@chorus/protocol';
 import { MASTER_KERNELS_WASM } from './module.generated.js';
 
 interface MasterKernelExports {
@@ -14,6 +14,14 @@ interface MasterKernelExports {
 }
 
 const masterKernels = new EmbeddedSimdModule<MasterKernelExports>(MASTER_KERNELS_WASM);
+
+/**
+ * An allocator of arrays resident in an arena of the master kernels (see EmbeddedSimdModule):
+ * the master weights and optimizer state, which the SGD step then updates where they lie.
+ */
+export function residentMasterArrays(arrayBytes: readonly number[], scratchBytes: number): ResidentArrays {
+  return masterKernels.arena(arrayBytes, scratchBytes);
+}
 
 /** Turns the SIMD kernels off or on (tests and benchmarks compare both paths); returns the previous setting. */
 export function setMasterKernelsEnabled(on: boolean): boolean {
@@ -28,12 +36,11 @@ export function masterKernelsAvailable(): boolean {
 /** out[i] = sum[i] / count in float32; false (nothing done) where the JavaScript loop must run. */
 export function simdMean(sum: Float32Array, count: number, out: Float32Array): boolean {
   const n = out.length;
-  const r = masterKernels.prepare(n, 4 * n);
+  const r = masterKernels.prepare(n, sum.subarray(0, n), { output: out });
   if (!r) return false;
-  const [k, buffer, s] = r;
-  new Float32Array(buffer, s, n).set(sum.subarray(0, n));
-  k.meanOf(s!, s!, n, count);
-  out.set(new Float32Array(buffer, s, n));
+  const [k, buffer, s, o] = r;
+  k.meanOf(s!, o!, n, count);
+  copyOut(buffer, o!, out);
   return true;
 }
 
@@ -43,15 +50,11 @@ export function simdSgdStep(
   lr: number, momentum: number, nesterov: boolean, weightDecay: number,
 ): boolean {
   const n = params.length;
-  const r = masterKernels.prepare(n, 4 * n, 4 * n, 4 * n, n);
+  const r = masterKernels.prepare(n, params, gradient, velocity, mask);
   if (!r) return false;
   const [k, buffer, p, g, v, m] = r;
-  copyIn(buffer, p!, params);
-  copyIn(buffer, g!, gradient);
-  copyIn(buffer, v!, velocity);
-  copyIn(buffer, m!, mask);
   k.sgdStep(p!, g!, v!, m!, n, lr, momentum, nesterov ? 1 : 0, weightDecay);
-  params.set(new Float32Array(buffer, p, n));
-  velocity.set(new Float32Array(buffer, v, n));
+  copyOut(buffer, p!, params);
+  copyOut(buffer, v!, velocity);
   return true;
 }
