@@ -183,7 +183,8 @@ test('int8 run: sends int8 gradients with error feedback, applies deltas to its 
     const { values, scales } = coordinator.advance(master);
     link.deliver({ type: 'update', v: PROTOCOL_VERSION, version, delta: values, scales, bnStats: initialBnStats(layout) });
   }
-  await until('the updates to be applied', () => Buffer.from(worker.publicWeights()!.buffer).equals(Buffer.from(coordinator.weights.buffer)));
+  const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  await until('the updates to be applied', () => bytes(worker.publicWeights()!).equals(bytes(coordinator.weights)));
   // A delta for version 8 while holding 6 cannot be applied: the worker rejoins for the full weights.
   const { values, scales } = coordinator.advance(master);
   link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 8, delta: values, scales, bnStats: initialBnStats(layout) });
