@@ -23,9 +23,9 @@ import { Worker } from 'node:worker_threads';
 import { execFileSync, spawn } from 'node:child_process';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
 import { type Status, type StepRecord, ErrorFeedback, PROTOCOL_VERSION, PublicWeights, applyDelta, encodeMessage, getGradientCodec, isCodecName, parseMessage, type CodecName, type Message } from '@chorus/protocol';
-import { createOptimizer } from '@chorus/train';
+import { MasterState } from '@chorus/train';
 import { fakeWorker } from './fake-workers.js';
-import { StepReducer } from '../src/index.js';
+import { ReductionBuffers, StepReducer } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const cifarDir = process.env.CHORUS_CIFAR_DIR ?? resolve(root, '../shared/datasets/cifar-10-batches-bin');
@@ -201,7 +201,12 @@ function piecesOf(codecName: CodecName) {
   };
   const updateFrame = encodeMessage(updateOf());
   const workerPublic = new Float32Array(P);
-  const optimizer = createOptimizer('sgd', layout, { weightDecay: 5e-4 });
+  // Kept from step to step, as in a run (its sum resident in the codec kernels' arena).
+  const reduction = new ReductionBuffers(P);
+  // The coordinator's optimizer as a run has it: in MasterState, beside the weights in the SGD
+  // kernel's arena, stepping the mean gradient the reduction wrote into gradientBuffer.
+  const masterState = new MasterState({ spec, batch: BATCH, steps: 1_000_000, lr: 0.1, optimizer: 'sgd', weightDecay: 5e-4, warmupSteps: 1, schedule: 'cosine', bnGroup: 8, seed: 1, augment: false }, layout, 50_000);
+  masterState.gradientBuffer.set(g);
   return {
     'worker: decode + validate update, apply it': time(() => {
       const m = parseMessage(updateFrame, { ...limits, codec: codecName });
@@ -210,11 +215,11 @@ function piecesOf(codecName: CodecName) {
     'worker: error feedback + encode gradient': time(() => encodeMessage({ ...gradMsg, ...(() => { const e = feedback.encode(g); return { gradient: e.values, ...(e.scales ? { scales: e.scales } : {}) }; })() })),
     'coordinator: decode + validate gradient': time(() => parseMessage(gradFrame, { ...limits, codec: codecName })),
     'coordinator: reduce one shard': time(() => {
-      const r = new StepReducer(layout, 16, codec);
+      const r = new StepReducer(layout, 16, codec, reduction);
       r.expect(0, 16);
       r.accept(0, 16, { count: 16, lossSum: 1, correct: 0, gradient: encoded, bnMoments: moments });
     }),
-    'coordinator: optimizer (SGD Nesterov, weight decay)': time(() => optimizer.apply(master, g, 1e-9)),
+    'coordinator: optimizer (SGD Nesterov, weight decay)': time(() => masterState.apply(masterState.gradientBuffer, moments)),
     'coordinator: encode update (once per step)': time(() => encodeMessage(updateOf())),
   };
 }
