@@ -11,6 +11,7 @@
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
  *   CHORUS_BENCH_IN_PROCESS=1 ...   (fake workers on this process's main thread)
  *   CHORUS_BENCH_REPEAT=3 ...   (each configuration three times: the median run, and the range)
+ *   CHORUS_BENCH_BARE=1 ...   (also the same fleet against a bare WebSocket server, ws-floor.ts)
  *   CHORUS_BENCH_HEAP_FLAG=0 ...   (the coordinator without npm start's --initial-old-space-size=64)
  *   CHORUS_BENCH_FLEET_THREADS=4 ...   (the fake workers spread over that many worker threads)
  *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
@@ -122,22 +123,64 @@ async function until<T>(what: string, ms: number, probe: () => T | null | false 
   }
 }
 
+/** N fake workers connected to `url` (fake-workers.ts), on worker threads or this thread; returns their stop. */
+async function startFleet(n: number, url: string): Promise<() => Promise<void>> {
+  const options = { url, token: TOKEN, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
+  if (IN_PROCESS) {
+    const sockets = await Promise.all(Array.from({ length: n }, () => fakeWorker(options)));
+    return async () => { for (const s of sockets) s.close(); };
+  }
+  // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
+  const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+  const threadCount = Math.min(n, FLEET_THREADS);
+  const threads = Array.from({ length: threadCount }, (_, t) => new Worker(entry, { eval: true, workerData: { ...options, n: Math.floor(n / threadCount) + (t < n % threadCount ? 1 : 0) } }));
+  const stop = async () => { await Promise.all(threads.map(async (thread) => { thread.postMessage('stop'); await thread.terminate(); })); };
+  try {
+    await Promise.all(threads.map((thread) => new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); })));
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return stop;
+}
+
+/**
+ * The same fleet against ws-floor.ts, a bare server that moves a step's bytes and does nothing
+ * else (CHORUS_BENCH_BARE=1): the median step there is what Node, ws, loopback and the emulated
+ * fleet cost on this machine before Chorus does anything.
+ */
+async function runBare(n: number, codec: CodecName): Promise<{ codec: CodecName; workers: number; stepMs: number; overheadMs: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ws-floor.ts', import.meta.url).pathname, String(n), codec, String(P), String(layout.bnStatCount), String(STEPS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  let stopWorkers = async () => {};
+  try {
+    const port = await until('the floor server', 60_000, () => {
+      if (child.exitCode !== null) throw new Error(`floor server exited:\n${output}`);
+      const m = /^port (\d+)$/m.exec(output);
+      return m ? Number(m[1]) : null;
+    });
+    stopWorkers = await startFleet(n, `ws://127.0.0.1:${port}/`);
+    const durations = await until(`${STEPS} floor steps`, 600_000, () => {
+      if (child.exitCode !== null && !/^\[/m.test(output)) throw new Error(`floor server exited:\n${output}`);
+      const m = /^(\[.*\])$/m.exec(output);
+      return m ? (JSON.parse(m[1]!) as number[]) : null;
+    });
+    const sorted = durations.slice(2).sort((a, b) => a - b); // the first steps warm up
+    const stepMs = sorted[Math.floor(sorted.length / 2)]!;
+    return { codec, workers: n, stepMs, overheadMs: stepMs - DELAY_MS };
+  } finally {
+    await stopWorkers();
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
 async function run(n: number, codec: CodecName) {
   const coordinator = await startCoordinator(n, codec);
   let stopWorkers = async () => {};
   try {
-    const options = { url: `ws://127.0.0.1:${coordinator.port}/ws`, token: TOKEN, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
-    if (IN_PROCESS) {
-      const sockets = await Promise.all(Array.from({ length: n }, () => fakeWorker(options)));
-      stopWorkers = async () => { for (const s of sockets) s.close(); };
-    } else {
-      // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
-      const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
-      const threadCount = Math.min(n, FLEET_THREADS);
-      const threads = Array.from({ length: threadCount }, (_, t) => new Worker(entry, { eval: true, workerData: { ...options, n: Math.floor(n / threadCount) + (t < n % threadCount ? 1 : 0) } }));
-      stopWorkers = async () => { await Promise.all(threads.map(async (thread) => { thread.postMessage('stop'); await thread.terminate(); })); };
-      await Promise.all(threads.map((thread) => new Promise<void>((resolve, reject) => { thread.once('message', () => resolve()); thread.once('error', reject); })));
-    }
+    stopWorkers = await startFleet(n, `ws://127.0.0.1:${coordinator.port}/ws`);
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
     // One sample of the coordinator's counters, read together with the step they belong to: its
     // CPU time (its own cost, whatever it waits on), the bytes it moved (from a point after the
@@ -229,18 +272,31 @@ const pieces = Object.fromEntries(CODECS.map((c) => [c, piecesOf(c)]));
 // step and the range of all of them: on this shared 2-core machine one run moves by a few ms.
 const REPEAT = Number(process.env.CHORUS_BENCH_REPEAT ?? 1);
 type Row = Awaited<ReturnType<typeof run>> & { stepMsRange: number[]; date: string; repeat: number; steps: number; fakeWorkers: string };
+const BARE = process.env.CHORUS_BENCH_BARE === '1';
+type BareRow = Awaited<ReturnType<typeof runBare>> & { stepMsRange: number[]; date: string; repeat: number; steps: number };
 const rows: Row[] = [];
+const bareRows: BareRow[] = [];
 for (const codec of CODECS) {
   for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').map(Number)) {
     const runs = [];
+    const bareRuns = [];
+    // Interleaved, so the two see the same machine: its speed drifts between minutes.
     for (let r = 0; r < REPEAT; r++) {
       runs.push(await run(n, codec));
       console.log(JSON.stringify(runs.at(-1)));
+      if (BARE) {
+        bareRuns.push(await runBare(n, codec));
+        console.log(JSON.stringify({ bare: bareRuns.at(-1) }));
+      }
     }
-    runs.sort((a, b) => a.stepMs - b.stepMs);
+    const byStep = (a: { stepMs: number }, b: { stepMs: number }) => a.stepMs - b.stepMs;
+    runs.sort(byStep);
+    bareRuns.sort(byStep);
+    const date = new Date().toISOString();
     // How each row was measured goes with it: a later partial run keeps the rows it did not redo.
     const fakeWorkers = IN_PROCESS ? 'in-process' : `${Math.min(n, FLEET_THREADS)} worker thread(s)`;
-    rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs], date: new Date().toISOString(), repeat: REPEAT, steps: STEPS, fakeWorkers });
+    rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs], date, repeat: REPEAT, steps: STEPS, fakeWorkers });
+    if (BARE) bareRows.push({ ...bareRuns[Math.floor(bareRuns.length / 2)]!, stepMsRange: [bareRuns[0]!.stepMs, bareRuns.at(-1)!.stepMs], date, repeat: REPEAT, steps: STEPS });
   }
 }
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
@@ -258,6 +314,14 @@ for (const r of rows) {
 }
 console.log('\n| codec | workers | reduce (ms) | optimizer (ms) | broadcast (ms) | last shard transfer (ms) | first-to-last arrival (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.codec} | ${r.workers} | ${r.breakdown.reduceMs.toFixed(1)} | ${r.breakdown.optimizerMs.toFixed(1)} | ${r.breakdown.broadcastMs.toFixed(1)} | ${r.breakdown.transferMs.toFixed(1)} | ${r.breakdown.waitMs.toFixed(1)} |`);
+if (BARE) {
+  console.log('\n| codec | workers | bare server: step (ms) | bare: over the compute (ms) | coordinator: over the compute (ms) | the coordinator\'s own (ms) |\n| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const b of bareRows) {
+    const r = rows.find((x) => x.codec === b.codec && x.workers === b.workers)!;
+    const range = REPEAT > 1 ? ` (${b.stepMsRange.map((x) => x.toFixed(1)).join('-')})` : '';
+    console.log(`| ${b.codec} | ${b.workers} | ${b.stepMs.toFixed(1)}${range} | ${b.overheadMs.toFixed(1)} | ${r.overheadMs.toFixed(1)} | ${(r.overheadMs - b.overheadMs).toFixed(1)} |`);
+  }
+}
 console.log(`\n| piece | ${CODECS.join(' ms | ')} ms |\n| --- |${CODECS.map(() => ' ---: |').join('')}`);
 for (const k of Object.keys(pieces[CODECS[0]!]!)) console.log(`| ${k} | ${CODECS.map((c) => (pieces[c] as Record<string, number>)[k]!.toFixed(2)).join(' | ')} |`);
 await mkdir(resolve(root, 'bench/results'), { recursive: true });
@@ -266,15 +330,16 @@ const resultPath = resolve(root, 'bench/results/overhead.json');
 const earlier = await readFile(resultPath, 'utf8').then(
   (text) => {
     try {
-      const d = JSON.parse(text) as { rows?: Row[]; pieces?: typeof pieces };
-      return { rows: Array.isArray(d.rows) ? d.rows : [], pieces: d.pieces ?? {} };
+      const d = JSON.parse(text) as { rows?: Row[]; bare?: BareRow[]; pieces?: typeof pieces };
+      return { rows: Array.isArray(d.rows) ? d.rows : [], bare: Array.isArray(d.bare) ? d.bare : [], pieces: d.pieces ?? {} };
     } catch {
       console.warn(`${resultPath} is not JSON: writing this run's rows alone`);
-      return { rows: [], pieces: {} };
+      return { rows: [], bare: [], pieces: {} };
     }
   },
-  () => ({ rows: [] as Row[], pieces: {} }),
+  () => ({ rows: [] as Row[], bare: [] as BareRow[], pieces: {} }),
 );
-const order = (r: Row) => `${['fp32', 'fp16', 'int8'].indexOf(r.codec)} ${String(r.workers).padStart(4)}`;
-const merged = [...earlier.rows.filter((r) => !rows.some((n) => n.codec === r.codec && n.workers === r.workers)), ...rows].sort((a, b) => order(a).localeCompare(order(b)));
-await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, rows: merged, pieces: { ...earlier.pieces, ...pieces } }, null, 2) + '\n');
+const order = (r: { codec: CodecName; workers: number }) => `${['fp32', 'fp16', 'int8'].indexOf(r.codec)} ${String(r.workers).padStart(4)}`;
+const mergeRows = <T extends { codec: CodecName; workers: number }>(before: T[], now: T[]) =>
+  [...before.filter((r) => !now.some((n) => n.codec === r.codec && n.workers === r.workers)), ...now].sort((a, b) => order(a).localeCompare(order(b)));
+await writeFile(resultPath, JSON.stringify({ machine, date: new Date().toISOString(), delayMs: DELAY_MS, rows: mergeRows(earlier.rows, rows), bare: mergeRows(earlier.bare, bareRows), pieces: { ...earlier.pieces, ...pieces } }, null, 2) + '\n');
