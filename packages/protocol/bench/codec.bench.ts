@@ -5,7 +5,7 @@
  *
  *   npx tsx bench/codec.bench.ts
  */
-import { FrameWriter, GRADIENT_CODEC_NAMES, PublicWeights, decodeFrame, encodeMessage, fp16Codec, fp32Codec, getGradientCodec, int8Codec, parseMessage, setVectorKernelsEnabled, type GradientMessage } from '../src/index.js';
+import { FrameWriter, GRADIENT_CODEC_NAMES, PublicWeights, decodeFrame, encodeMessage, fp16Codec, fp32Codec, getGradientCodec, int8Codec, parseMessage, residentVectors, setVectorKernelsEnabled, type GradientMessage } from '../src/index.js';
 import { payloadProblem } from '../src/gradient-codec.js';
 
 const PARAMS = 575_000; // 2.3 MB
@@ -68,6 +68,11 @@ const target = new Float32Array(PARAMS);
 const lost = new Float32Array(PARAMS);
 const payloads = Object.fromEntries(GRADIENT_CODEC_NAMES.map((c) => [c, getGradientCodec(c).encode(gradient)]));
 const master = gradient.map((x) => x + 1e-4);
+const [residentSum] = residentVectors([PARAMS], 4 * PARAMS);
+const kept = new PublicWeights(int8Codec, gradient);
+// Two masters in turn, so every advance moves the public weights by about 2e-4.
+const masters = [master, gradient.map((x) => x - 1e-4)];
+let flip = 0;
 const loops: [string, () => unknown][] = [
   ['addTo, fp32', () => fp32Codec.addTo(payloads.fp32!, target)],
   ['addTo, fp16', () => fp16Codec.addTo(payloads.fp16!, target)],
@@ -76,7 +81,11 @@ const loops: [string, () => unknown][] = [
   ['int8 payload check (-128 scan, scales)', () => payloadProblem(payloads.int8!)],
   ['encode with error feedback, fp16', () => fp16Codec.encode(gradient, lost)],
   ['encode with error feedback, int8', () => int8Codec.encode(gradient, lost)],
-  ['public weights: copy + advance, int8', () => new PublicWeights(int8Codec, gradient).advance(master)],
+  // As the coordinator has them: a sum and public weights kept for the run, resident in the
+  // kernels' arena (EmbeddedSimdModule.arena), so only the payload or the master is copied in.
+  ['addTo into a resident sum, fp32', () => fp32Codec.addTo(payloads.fp32!, residentSum)],
+  ['addTo into a resident sum, int8', () => int8Codec.addTo(payloads.int8!, residentSum)],
+  ['public weights: advance (kept, resident), int8', () => kept.advance(masters[flip++ % 2]!)],
 ];
 const median = (run: () => unknown) => timings(run, 50)[25]!;
 for (const [label, run] of loops) {
