@@ -59,7 +59,7 @@ const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1
 });
 wss.on('connection', (socket) => {
   let greeted = false;
-  socket.on('message', () => {
+  socket.on('message', (data: Buffer) => {
     if (!greeted) {
       // The hello: the fake worker needs the run's codec from a welcome, nothing else.
       greeted = true;
@@ -68,6 +68,8 @@ wss.on('connection', (socket) => {
       if (sockets.length === n) startStep();
       return;
     }
+    // Only a gradient (at least a byte a parameter) answers a shard: anything smaller is not one.
+    if (data.length < P) return;
     if (++answered < n) return;
     durations.push(performance.now() - startedAt);
     if (++step < stepCount) return startStep();

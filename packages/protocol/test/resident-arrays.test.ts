@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { EmbeddedSimdModule, fp16Codec, fp32Codec, int8Codec, residentVectors, setVectorKernelsEnabled, type GradientCodec } from '../src/index.js';
 import { VECTOR_KERNELS_WASM } from '../src/simd/module.generated.js';
+import { simdSubF32 } from '../src/simd/vector-kernels.js';
 
 const bytesOf = (a: ArrayBufferView | undefined) => (a ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : Buffer.alloc(0));
 const sameBits = (a: ArrayBufferView | undefined, b: ArrayBufferView | undefined) => bytesOf(a).equals(bytesOf(b));
@@ -37,6 +38,20 @@ test('a resident operand is used where it lies; others are copied into room afte
   assert.ok(copied! >= b.byteOffset + b.byteLength);
   assert.deepEqual(new Float32Array(buffer, copied, 2048), outside);
   assert.ok(room! >= copied! + outside.byteLength);
+});
+
+test('an output that overlaps an input where it lies, shifted, is computed elsewhere and copied out', () => {
+  const [a] = residentVectors([4096], 4 * 4096);
+  const x = Float32Array.from({ length: 4096 }, (_, i) => Math.cos(i));
+  a.set(x);
+  // out[i] = a[i] - b[i] with out one element past a: in place, the kernel would read values
+  // it has already overwritten.
+  const input = a.subarray(0, 4000);
+  const out = a.subarray(1, 4001);
+  const b = new Float32Array(4000).fill(0.5);
+  const expected = Float32Array.from(x.subarray(0, 4000), (v, i) => Math.fround(v - b[i]!));
+  simdSubF32(input, b, out);
+  assert.ok(sameBits(a.subarray(1, 4001), expected));
 });
 
 test('an arena never grows: a call that needs more room runs JavaScript, and its arrays stay attached', () => {

@@ -120,7 +120,10 @@ export class EmbeddedSimdModule<Exports extends { memory: WebAssembly.Memory }> 
    */
   arena(arrayBytes: readonly number[], scratchBytes: number): ResidentArrays {
     const residentBytes = arrayBytes.reduce((a, b) => a + align16(b), 0);
-    const exports = this.available ? this.instantiate(FIRST + align16(residentBytes) + align16(scratchBytes)) : null;
+    // Arrays too short for the kernels stay ordinary: every arena is a memory of its own, whose
+    // address-space reservation only the garbage collector gives back.
+    const worthIt = Math.max(0, ...arrayBytes) >= 4 * MIN_LENGTH;
+    const exports = worthIt && this.available ? this.instantiate(FIRST + residentBytes + align16(scratchBytes)) : null;
     if (!exports) return new ResidentArrays(null, FIRST, FIRST + residentBytes);
     const instance = { exports, scratchStart: FIRST + residentBytes, growable: false };
     this.arenas.set(exports.memory.buffer, instance);
@@ -134,7 +137,8 @@ export class EmbeddedSimdModule<Exports extends { memory: WebAssembly.Memory }> 
    * The call runs in the arena of its first resident operand, if any, where resident operands
    * are used in place; other inputs are copied in, outputs only given room. So an output may
    * be an input's very array (encoding in place): every kernel reads an element before it
-   * writes the same element of an output, and never reads it again.
+   * writes the same element of an output, and never reads it again. An output that overlaps
+   * another operand where it lies but starts elsewhere gets room of its own, and is copied out.
    */
   prepare(n: number, ...operands: KernelOperand[]): [Exports, ArrayBuffer, ...number[]] | null {
     if (!this.enabled || n < MIN_LENGTH) return null;
@@ -162,7 +166,7 @@ export class EmbeddedSimdModule<Exports extends { memory: WebAssembly.Memory }> 
       }
       const isOutput = 'output' in o;
       const view = isOutput ? o.output : o;
-      if (view.buffer === home) {
+      if (view.buffer === home && !(isOutput && operands.some((other) => overlapsShifted(view, other)))) {
         offsets.push(view.byteOffset);
       } else {
         if (!isOutput) copies.push([end, view]);
@@ -182,6 +186,13 @@ export class EmbeddedSimdModule<Exports extends { memory: WebAssembly.Memory }> 
     for (const [offset, view] of copies) copyIn(buffer, offset, view);
     return [k, buffer, ...offsets];
   }
+}
+
+/** Whether operand `other` shares bytes with `view` but starts elsewhere (the same array is fine). */
+function overlapsShifted(view: ArrayBufferView, other: KernelOperand): boolean {
+  if (typeof other === 'number') return false;
+  const o = 'output' in other ? other.output : other;
+  return o.buffer === view.buffer && o.byteOffset !== view.byteOffset && o.byteOffset < view.byteOffset + view.byteLength && view.byteOffset < o.byteOffset + o.byteLength;
 }
 
 /**
