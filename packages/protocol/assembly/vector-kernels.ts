@@ -78,7 +78,8 @@ export function addI8(q: usize, scales: usize, dst: usize, n: i32): void {
 const INTEGER_BIAS: f64 = 6755399441055744.0;
 
 /**
- * Symmetric int8 per block of 256 (see int8Codec): scales[b] = float32(max|x| / 127); for each
+ * Symmetric int8 per block of 256 (see int8Codec), for n a whole number of blocks (the caller
+ * finishes a shorter last block): scales[b] = float32(max|x| / 127); for each
  * block whose scale is positive, finite and whose 127-fold is finite, q = round(x / scale) and,
  * with `lost` non-zero, lost = x - float32(q x scale). Other blocks (a NaN, an infinity, all
  * zeros, a scale that underflows or nears the float32 maximum) get only their scale here, their
@@ -101,7 +102,6 @@ export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, 
       nan = v128.or(nan, f32x4.ne(v, v));
     }
     let top = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
-    for (; i < end; i++) top = max(top, abs(load<f32>(at(values, i))));
     if (v128.any_true(nan)) top = NaN;
     const scale = <f32>(<f64>top / INT8_MAX);
     store<f32>(at(scales, b), scale);
@@ -122,15 +122,6 @@ export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, 
       const qi = v128.shuffle<i32>(f64x2.add(lo, bias), f64x2.add(hi, bias), 0, 2, 4, 6);
       store<i32>(q + <usize>i, i32x4.extract_lane(i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(qi, qi), i16x8.splat(0)), 0));
       if (lost) v128.store(at(lost, i), f32x4.sub(v, f32x4.mul(f32x4.convert_i32x4_s(qi), sf)));
-    }
-    for (; i < end; i++) {
-      const v = load<f32>(at(values, i));
-      const x = <f64>v / <f64>scale;
-      let r = Math.floor(x + 0.5);
-      if (x < r - 0.5) r -= 1;
-      const c = r > INT8_MAX ? INT8_MAX : r < -INT8_MAX ? -INT8_MAX : r;
-      store<i8>(q + <usize>i, <i8>c);
-      if (lost) store<f32>(at(lost, i), v - <f32>c * scale);
     }
   }
 }

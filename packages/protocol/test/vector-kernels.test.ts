@@ -110,6 +110,29 @@ test('int8 encode: the same quanta, scales and lost values on both paths', () =>
   );
 });
 
+test('int8 encode: quotients exactly half-way between two quanta round as in JavaScript, where 1 / scale is inexact', () => {
+  // Each block's scale is a float32 s whose (k + 0.5) x s are float32s for many k, so the
+  // quotients are exact ties. For these s (found by search) a multiplication by 1 / s, the
+  // obvious way to speed the kernel's division up, lands an ulp beside some of them (60243 x
+  // 2^-22 at 110.5, for one) and rounds them the other way; the kernel must round as JavaScript.
+  const scales = [60243 * 2 ** -22, 38851 * 2 ** -33, 43609 * 2 ** 17, 127569 * 2 ** 5, 24885 * 2 ** -21, 3, 7 * 2 ** 10];
+  const v = new Float32Array(scales.length * INT8_BLOCK + 77);
+  scales.forEach((scale, b) => {
+    const start = b * INT8_BLOCK;
+    v[start] = 127 * scale; // the block's maximum, so its scale is exactly `scale`
+    for (let i = 1; i < INT8_BLOCK; i++) v[start + i] = (i % 2 ? 1 : -1) * ((i % 127) + 0.5) * scale;
+  });
+  for (let i = scales.length * INT8_BLOCK; i < v.length; i++) v[i] = (i % 7) - 3.5;
+  const { simd, js } = bothPaths(() => {
+    const lost = new Float32Array(v.length);
+    return { payload: int8Codec.encode(v, lost), lost };
+  });
+  assertSameBits(simd.payload.scales, js.payload.scales, 'scales');
+  assert.deepEqual([...simd.payload.scales!.subarray(0, scales.length)], scales.map((x) => Math.fround(x)));
+  assertSameBits(simd.payload.values, js.payload.values, 'quanta of half-way quotients');
+  assertSameBits(simd.lost, js.lost, 'lost values');
+});
+
 test('int8 and fp32 addTo: the same sums on both paths', () => {
   fc.assert(
     fc.property(finiteVectors, finiteVectors, (a, b) => {

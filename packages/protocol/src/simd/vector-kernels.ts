@@ -9,6 +9,7 @@
  */
 import { EmbeddedSimdModule, ResidentArrays, copyOut, type KernelOperand } from './embedded-module.js';
 import { VECTOR_KERNELS_WASM } from './module.generated.js';
+import { INT8_BLOCK } from '../gradient-codec.js';
 
 interface VectorKernelExports {
   memory: WebAssembly.Memory;
@@ -111,17 +112,23 @@ export function simdAddI8(q: Int8Array, scales: Float32Array, dst: Float32Array)
  * int8 quantisation (see quantizeI8 in assembly/vector-kernels.ts) into `q` and `scales`, and
  * what it loses into `lost` (may be `values`). Blocks the kernel leaves to JavaScript (a NaN,
  * an infinity, a zero or underflowing or near-overflowing scale) come back with their scale as
- * max|x| / 127 and their quanta zero; the caller finishes those.
+ * max|x| / 127 and their quanta zero; a last block shorter than INT8_BLOCK comes back with
+ * scale 0, quanta zero and its `lost` untouched (the kernel takes whole blocks only, which
+ * keeps the module under 4 KiB). The caller finishes those.
  */
 export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float32Array, lost: Float32Array | null): boolean {
   const n = values.length;
-  const r = prepare(n, values, { output: q }, { output: scales }, lost ? { output: lost } : 0);
+  const whole = n - (n % INT8_BLOCK);
+  const blocks = whole / INT8_BLOCK;
+  const r = prepare(whole, values.subarray(0, whole), { output: q.subarray(0, whole) }, { output: scales.subarray(0, blocks) }, lost ? { output: lost.subarray(0, whole) } : 0);
   if (!r) return false;
   const [k, buffer, v, qo, so, lo] = r;
-  k.quantizeI8(v!, qo!, so!, lost ? lo! : 0, n);
-  copyOut(buffer, qo!, q);
-  copyOut(buffer, so!, scales);
-  if (lost) copyOut(buffer, lo!, lost);
+  k.quantizeI8(v!, qo!, so!, lost ? lo! : 0, whole);
+  copyOut(buffer, qo!, q.subarray(0, whole));
+  copyOut(buffer, so!, scales.subarray(0, blocks));
+  if (lost) copyOut(buffer, lo!, lost.subarray(0, whole));
+  q.fill(0, whole);
+  scales.fill(0, blocks);
   return true;
 }
 
