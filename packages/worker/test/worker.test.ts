@@ -66,10 +66,12 @@ function shardOf(count: number) {
   };
 }
 
-test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', { timeout: 60_000 }, async () => {
+test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', { timeout: 60_000 }, async (t) => {
   const link = new FakeLink();
   const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
   const running = worker.start();
+  // A failed assertion must not leave the worker's timers holding the file open.
+  t.after(() => worker.stop());
   const hello = await link.next('hello');
   assert.equal(hello.type === 'hello' && hello.token, 'tok');
   link.deliver(welcome());
@@ -96,7 +98,7 @@ test('joins with its token, trains an assigned shard, applies updates, evaluates
   assert.ok(link.sent.some((m) => m.type === 'bye'));
 });
 
-test('a shard computer that fails is dropped: the worker trains on its own replica, with a warning', { timeout: 60_000 }, async () => {
+test('a shard computer that fails is dropped: the worker trains on its own replica, with a warning', { timeout: 60_000 }, async (t) => {
   const link = new FakeLink();
   const logs: string[] = [];
   let calls = 0;
@@ -112,6 +114,8 @@ test('a shard computer that fails is dropped: the worker trains on its own repli
   };
   const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, shardComputer, log: (level, message, fields) => logs.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`) });
   const running = worker.start();
+  // A failed assertion must not leave the worker's timers holding the file open.
+  t.after(() => worker.stop());
   await link.next('hello');
   link.deliver(welcome());
   for (const shardId of [5, 6]) {
@@ -127,7 +131,7 @@ test('a shard computer that fails is dropped: the worker trains on its own repli
   await running;
 });
 
-test('reconnects with back-off after a dropped connection and presents its id', { timeout: 60_000 }, async () => {
+test('reconnects with back-off after a dropped connection and presents its id', { timeout: 60_000 }, async (t) => {
   const link = new FakeLink();
   let workerId: string | null = null;
   const worker = new ChorusWorker({
@@ -139,6 +143,8 @@ test('reconnects with back-off after a dropped connection and presents its id', 
     onStatus: (s) => (workerId = s.workerId),
   });
   const running = worker.start();
+  // A failed assertion must not leave the worker's timers holding the file open.
+  t.after(() => worker.stop());
   await link.next('hello');
   link.deliver(welcome());
   await until('the welcome to be taken', () => workerId === 'w7');
@@ -163,11 +169,13 @@ test('a refused token stops the worker with the coordinator\'s reason', { timeou
   assert.equal(link.connects, 1);
 });
 
-test('int8 run: sends int8 gradients with error feedback, applies deltas to its public weights, rejoins when it misses one', { timeout: 60_000 }, async () => {
+test('int8 run: sends int8 gradients with error feedback, applies deltas to its public weights, rejoins when it misses one', { timeout: 60_000 }, async (t) => {
   const codec = getGradientCodec('int8');
   const link = new FakeLink();
   const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
   const running = worker.start();
+  // A failed assertion must not leave the worker's timers holding the file open.
+  t.after(() => worker.stop());
   await link.next('hello');
   const joined = welcome(3) as Extract<Message, { type: 'welcome' }>;
   link.deliver({ ...joined, run: { ...joined.run, codec: 'int8' } });
