@@ -79,14 +79,16 @@ const INTEGER_BIAS: f64 = 6755399441055744.0;
 
 /**
  * Symmetric int8 per block of 256 (see int8Codec), for n a whole number of blocks (the caller
- * finishes a shorter last block): scales[b] = float32(max|x| / 127); for each
- * block whose scale is positive, finite and whose 127-fold is finite, q = round(x / scale) and,
- * with `lost` non-zero, lost = x - float32(q x scale). Other blocks (a NaN, an infinity, all
- * zeros, a scale that underflows or nears the float32 maximum) get only their scale here, their
- * quanta zeroed and their values copied into `lost`: the caller finishes them with the
- * JavaScript loop, which the rare cases it takes are not worth duplicating for.
+ * finishes a shorter last block), of x = values, or with `minus` non-zero of x = values - minus
+ * (float32): scales[b] = float32(max|x| / 127); for each block whose scale is positive, finite
+ * and whose 127-fold is finite, q = round(x / scale), with `lost` non-zero lost = x - float32(q x
+ * scale), and with `minus` non-zero minus += float32(q x scale), as addI8 adds (the public
+ * weights' advance in one pass, see PublicWeights). Other blocks (a NaN, an infinity, all zeros,
+ * a scale that underflows or nears the float32 maximum) get only their scale here, their quanta
+ * zeroed, `minus` left as it was and their values copied into `lost`: the caller finishes them
+ * with the JavaScript loop, which the rare cases it takes are not worth duplicating for.
  */
-export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, n: i32): void {
+export function quantizeI8(values: usize, minus: usize, q: usize, scales: usize, lost: usize, n: i32): void {
   const blocks = (n + INT8_BLOCK - 1) / INT8_BLOCK;
   for (let b = 0; b < blocks; b++) {
     const start = b * INT8_BLOCK;
@@ -97,7 +99,7 @@ export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, 
     let nan = i32x4.splat(0);
     let i = start;
     for (; i + 4 <= end; i += 4) {
-      const v = v128.load(at(values, i));
+      const v = difference(values, minus, i);
       mv = f32x4.pmax(mv, f32x4.abs(v));
       nan = v128.or(nan, f32x4.ne(v, v));
     }
@@ -115,15 +117,23 @@ export function quantizeI8(values: usize, q: usize, scales: usize, lost: usize, 
     const sf = f32x4.splat(scale);
     i = start;
     for (; i + 4 <= end; i += 4) {
-      const v = v128.load(at(values, i));
+      const v = difference(values, minus, i);
       const lo = quanta(f64x2.div(f64x2.promote_low_f32x4(v), sd));
       const hi = quanta(f64x2.div(f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)), sd));
       const bias = f64x2.splat(INTEGER_BIAS);
       const qi = v128.shuffle<i32>(f64x2.add(lo, bias), f64x2.add(hi, bias), 0, 2, 4, 6);
       store<i32>(q + <usize>i, i32x4.extract_lane(i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(qi, qi), i16x8.splat(0)), 0));
-      if (lost) v128.store(at(lost, i), f32x4.sub(v, f32x4.mul(f32x4.convert_i32x4_s(qi), sf)));
+      const step = f32x4.mul(f32x4.convert_i32x4_s(qi), sf);
+      if (lost) v128.store(at(lost, i), f32x4.sub(v, step));
+      if (minus) v128.store(at(minus, i), f32x4.add(v128.load(at(minus, i)), step));
     }
   }
+}
+
+/** Four values at i, less `minus`'s where it is non-zero. */
+@inline function difference(values: usize, minus: usize, i: i32): v128 {
+  const v = v128.load(at(values, i));
+  return minus ? f32x4.sub(v, v128.load(at(minus, i))) : v;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { ProtocolError } from './errors.js';
 import { addFloat16, decodeFloat16, encodeFloat16, firstNonFiniteHalf, fromFloat16Bits } from './float16.js';
 import { firstNonFinite } from './finite.js';
-import { simdAddF16, simdAddF32, simdAddI8, simdAnyI8Min, simdEncodeF16, simdQuantizeI8 } from './simd/vector-kernels.js';
+import { simdAddF16, simdAddF32, simdAddI8, simdAdvanceI8, simdAnyI8Min, simdEncodeF16, simdQuantizeI8 } from './simd/vector-kernels.js';
 
 /** The codecs a run may name (`--codec`, welcome.run.codec). */
 export const CODEC_NAMES = ['fp32', 'fp16', 'int8'] as const;
@@ -233,6 +233,38 @@ function encodeInt8(values: Float32Array, lost: Float32Array | null): EncodedVec
     }
   } else {
     for (let b = 0; b < scales.length; b++) encodeInt8Block(values, q, scales, lost, b);
+  }
+  return { values: q, scales };
+}
+
+/**
+ * The int8 advance of public weights `pub` toward `master` (PublicWeights.advance) in one SIMD
+ * pass: the payload that encodes float32(master - pub), already added to `pub`, with the bits
+ * of subtracting, encode and addTo. `difference` is room for the blocks JavaScript finishes.
+ * Null, with nothing done, where the kernels cannot run.
+ */
+export function advanceInt8(master: Float32Array, pub: Float32Array, difference: Float32Array): EncodedVector | null {
+  const n = pub.length;
+  const q = new Int8Array(n);
+  const scales = new Float32Array(int8BlockCount(n));
+  if (!simdAdvanceI8(master, pub, q, scales)) return null;
+  // The blocks the kernel left (the rare ones, and a shorter last one): subtract, encode and
+  // add as the three-pass path does, block by block.
+  const wholeBlocks = Math.floor(n / INT8_BLOCK);
+  for (let b = 0; b < scales.length; b++) {
+    if (ordinaryScale(scales[b])) continue;
+    const start = b * INT8_BLOCK;
+    const end = Math.min(n, start + INT8_BLOCK);
+    if (scales[b] === 0 && b < wholeBlocks) {
+      // Nothing moved here (or too little for a scale): the quanta stay zero, and adding their
+      // zeros turns a -0 into +0, as addTo does.
+      for (let i = start; i < end; i++) pub[i] += 0;
+      continue;
+    }
+    for (let i = start; i < end; i++) difference[i] = master[i] - pub[i];
+    encodeInt8Block(difference, q, scales, null, b);
+    const scale = scales[b];
+    for (let i = start; i < end; i++) pub[i] = Math.fround(pub[i] + Math.fround(q[i] * scale));
   }
   return { values: q, scales };
 }

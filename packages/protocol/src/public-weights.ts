@@ -1,4 +1,4 @@
-import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+import { advanceInt8, type EncodedVector, type GradientCodec } from './gradient-codec.js';
 import { residentVectors, simdSubF32 } from './simd/vector-kernels.js';
 
 /**
@@ -40,6 +40,11 @@ export class PublicWeights {
   advance(master: Float32Array): EncodedVector {
     if (master.length !== this.weights.length) throw new Error(`public weights: ${master.length} master weights for ${this.weights.length} public ones`);
     const { weights, difference } = this;
+    if (this.codec.name === 'int8') {
+      // Subtract, encode and apply in one pass where the kernels run (the same bits).
+      const payload = advanceInt8(master, weights, difference);
+      if (payload) return payload;
+    }
     if (!simdSubF32(master, weights, difference)) {
       for (let i = 0; i < weights.length; i++) difference[i] = master[i] - weights[i];
     }

@@ -17,7 +17,7 @@ interface VectorKernelExports {
   subF32(a: number, b: number, out: number, n: number): void;
   anyNonFiniteF32(src: number, n: number): number;
   addI8(q: number, scales: number, dst: number, n: number): void;
-  quantizeI8(values: number, q: number, scales: number, lost: number, n: number): void;
+  quantizeI8(values: number, minus: number, q: number, scales: number, lost: number, n: number): void;
   addF16(bits: number, dst: number, n: number): void;
   anyNonFiniteF16(bits: number, n: number): number;
   anyI8Min(q: number, n: number): number;
@@ -123,10 +123,33 @@ export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float
   const r = prepare(whole, values.subarray(0, whole), { output: q.subarray(0, whole) }, { output: scales.subarray(0, blocks) }, lost ? { output: lost.subarray(0, whole) } : 0);
   if (!r) return false;
   const [k, buffer, v, qo, so, lo] = r;
-  k.quantizeI8(v!, qo!, so!, lost ? lo! : 0, whole);
+  k.quantizeI8(v!, 0, qo!, so!, lost ? lo! : 0, whole);
   copyOut(buffer, qo!, q.subarray(0, whole));
   copyOut(buffer, so!, scales.subarray(0, blocks));
   if (lost) copyOut(buffer, lo!, lost.subarray(0, whole));
+  q.fill(0, whole);
+  scales.fill(0, blocks);
+  return true;
+}
+
+/**
+ * The int8 advance of public weights `pub` toward `master` in one pass (see quantizeI8 in
+ * assembly/vector-kernels.ts): q and scales encode float32(master - pub), and pub takes what
+ * they decode to, the bits of subtracting, encoding and adding in three passes. Blocks the
+ * kernel leaves to JavaScript (as simdQuantizeI8's, the shorter last block included) come back
+ * with quanta zero and `pub` untouched there. False (nothing done) where JavaScript must run.
+ */
+export function simdAdvanceI8(master: Float32Array, pub: Float32Array, q: Int8Array, scales: Float32Array): boolean {
+  const n = pub.length;
+  const whole = n - (n % INT8_BLOCK);
+  const blocks = whole / INT8_BLOCK;
+  const r = prepare(whole, pub.subarray(0, whole), master.subarray(0, whole), { output: q.subarray(0, whole) }, { output: scales.subarray(0, blocks) });
+  if (!r) return false;
+  const [k, buffer, p, m, qo, so] = r;
+  k.quantizeI8(m!, p!, qo!, so!, 0, whole);
+  copyOut(buffer, p!, pub.subarray(0, whole));
+  copyOut(buffer, qo!, q.subarray(0, whole));
+  copyOut(buffer, so!, scales.subarray(0, blocks));
   q.fill(0, whole);
   scales.fill(0, blocks);
   return true;
