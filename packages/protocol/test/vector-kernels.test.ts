@@ -226,6 +226,27 @@ test('error feedback and public weights advance step by step to the same bits on
   );
 });
 
+test('public weights advance in one pass to the payload and weights of subtracting, encoding and adding, rare blocks included', () => {
+  const n = 6 * INT8_BLOCK + 100; // a shorter last block
+  const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.05);
+  const master = Float32Array.from(start, (x, i) => x + 1e-3 * Math.cos(3 * i));
+  // Block 1: nothing moved. Block 2: nothing moved, over -0 weights (the add makes them +0).
+  // Block 3: moved by less than a scale can hold. Block 4: moved by nearly the float32 maximum.
+  for (let i = INT8_BLOCK; i < 2 * INT8_BLOCK; i++) master[i] = start[i]!;
+  for (let i = 2 * INT8_BLOCK; i < 3 * INT8_BLOCK; i++) start[i] = master[i] = -0;
+  for (let i = 3 * INT8_BLOCK; i < 4 * INT8_BLOCK; i++) master[i] = start[i]! === 0 ? 1e-45 : start[i]!, start[i] = 0;
+  master[4 * INT8_BLOCK + 7] = 3.4e38;
+  const { simd, js } = bothPaths(() => {
+    const weights = new PublicWeights(int8Codec, start);
+    const payload = weights.advance(master);
+    return { payload, weights: weights.weights.slice() };
+  });
+  assertSameBits(simd.payload.values, js.payload.values, 'quanta');
+  assertSameBits(simd.payload.scales, js.payload.scales, 'scales');
+  assertSameBits(simd.weights, js.weights, 'public weights');
+  assert.ok(Object.is(simd.weights[2 * INT8_BLOCK], 0), 'a -0 weight comes out +0, as addTo makes it');
+});
+
 /** Bytes equal, except that any NaN equals any NaN (what a NaN loses is not a number either). */
 function assertSameFloats(a: Float32Array, b: Float32Array, what: string): void {
   assert.equal(a.length, b.length);
