@@ -8,7 +8,7 @@
  * Node, ws, the kernel's loopback and the emulated fleet cost on this machine before Chorus does
  * anything; the coordinator's own cost is the difference.
  *
- * Run by the bench as its own process: tsx bench/ws-floor.ts WORKERS CODEC PARAMS BN_STATS STEPS.
+ * Run by the bench as its own process: node --import tsx bench/ws-floor.ts WORKERS CODEC PARAMS BN_STATS STEPS.
  * Prints `port N` when listening, then one JSON line: the steps' durations in ms.
  */
 import { WebSocketServer, type WebSocket } from 'ws';

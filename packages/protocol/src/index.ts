@@ -37,4 +37,4 @@ export type * from './monitor.js';
 export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './log-line.js';
 export { backoffDelay } from './backoff.js';
 export { residentVectors, setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
-export { EmbeddedSimdModule, ResidentArrays, copyIn, copyOut, type KernelOperand, type KernelOutput } from './simd/embedded-module.js';
+export { EmbeddedSimdModule, ResidentArrays, copyOut } from './simd/embedded-module.js';

@@ -117,19 +117,7 @@ export function simdAddI8(q: Int8Array, scales: Float32Array, dst: Float32Array)
  * keeps the module under 4 KiB). The caller finishes those.
  */
 export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float32Array, lost: Float32Array | null): boolean {
-  const n = values.length;
-  const whole = n - (n % INT8_BLOCK);
-  const blocks = whole / INT8_BLOCK;
-  const r = prepare(whole, values.subarray(0, whole), { output: q.subarray(0, whole) }, { output: scales.subarray(0, blocks) }, lost ? { output: lost.subarray(0, whole) } : 0);
-  if (!r) return false;
-  const [k, buffer, v, qo, so, lo] = r;
-  k.quantizeI8(v!, 0, qo!, so!, lost ? lo! : 0, whole);
-  copyOut(buffer, qo!, q.subarray(0, whole));
-  copyOut(buffer, so!, scales.subarray(0, blocks));
-  if (lost) copyOut(buffer, lo!, lost.subarray(0, whole));
-  q.fill(0, whole);
-  scales.fill(0, blocks);
-  return true;
+  return quantizeWholeBlocks(values, null, q, scales, lost);
 }
 
 /**
@@ -140,16 +128,23 @@ export function simdQuantizeI8(values: Float32Array, q: Int8Array, scales: Float
  * with quanta zero and `pub` untouched there. False (nothing done) where JavaScript must run.
  */
 export function simdAdvanceI8(master: Float32Array, pub: Float32Array, q: Int8Array, scales: Float32Array): boolean {
-  const n = pub.length;
-  const whole = n - (n % INT8_BLOCK);
+  return quantizeWholeBlocks(master, pub, q, scales, null);
+}
+
+/** quantizeI8 over the whole blocks of `values` (less `minus`, which takes the quanta back); the rest zeroed. */
+function quantizeWholeBlocks(values: Float32Array, minus: Float32Array | null, q: Int8Array, scales: Float32Array, lost: Float32Array | null): boolean {
+  const whole = values.length - (values.length % INT8_BLOCK);
   const blocks = whole / INT8_BLOCK;
-  const r = prepare(whole, pub.subarray(0, whole), master.subarray(0, whole), { output: q.subarray(0, whole) }, { output: scales.subarray(0, blocks) });
+  const head = <T extends Float32Array | Int8Array>(a: T, length = whole) => a.subarray(0, length) as T;
+  // `minus` first, so that the call runs in its arena (the public weights') where it has one.
+  const r = prepare(whole, minus ? head(minus) : 0, head(values), { output: head(q) }, { output: head(scales, blocks) }, lost ? { output: head(lost) } : 0);
   if (!r) return false;
-  const [k, buffer, p, m, qo, so] = r;
-  k.quantizeI8(m!, p!, qo!, so!, 0, whole);
-  copyOut(buffer, p!, pub.subarray(0, whole));
-  copyOut(buffer, qo!, q.subarray(0, whole));
-  copyOut(buffer, so!, scales.subarray(0, blocks));
+  const [k, buffer, mo, v, qo, so, lo] = r;
+  k.quantizeI8(v!, minus ? mo! : 0, qo!, so!, lost ? lo! : 0, whole);
+  if (minus) copyOut(buffer, mo!, head(minus));
+  copyOut(buffer, qo!, head(q));
+  copyOut(buffer, so!, head(scales, blocks));
+  if (lost) copyOut(buffer, lo!, head(lost));
   q.fill(0, whole);
   scales.fill(0, blocks);
   return true;
