@@ -3,9 +3,12 @@
  * N workers over real WebSockets on 127.0.0.1, where each worker's "compute" is a fixed delay.
  * Whatever a step takes beyond that delay is Chorus: transfer, decode and validate, reduce,
  * optimizer, broadcast, for each codec. Also the bytes on the wire per step and worker against
- * each codec's floor (its gradient and update, and the shard's images), and the pieces measured one by one, the worker's
- * own among them: the fake workers (fake-workers.ts, on a worker thread of this process) skip
- * their own work, which real workers do each on their own machine, so it is added beside.
+ * each codec's floor (its gradient and update, and the shard's images), and the pieces measured
+ * one by one, the worker's own among them. The fake workers (lean-workers.ts, on a worker thread
+ * of this process) skip their own work, which real workers do each on their own machine, and
+ * read only their messages' headers: so that pieces eight machines would do side by side do not
+ * run in turn on the cores the coordinator needs. A real worker's own pieces (its ws reading the
+ * update, masking its gradient, decoding, applying, encoding) are measured here and added beside.
  *
  *   npm run build && npx tsx bench/overhead.bench.ts   (from apps/coordinator; writes bench/results/overhead.json)
  *   CHORUS_BENCH_WORKERS=8 CHORUS_BENCH_CODEC=int8 CHORUS_BENCH_STEPS=40 ...   (one configuration)
@@ -14,6 +17,7 @@
  *   CHORUS_BENCH_BARE=1 ...   (also the same fleet against a bare WebSocket server, ws-floor.ts)
  *   CHORUS_BENCH_HEAP_FLAG=0 ...   (the coordinator without npm start's --initial-old-space-size=64)
  *   CHORUS_BENCH_FLEET_THREADS=4 ...   (the fake workers spread over that many worker threads)
+ *   CHORUS_BENCH_FLEET=ws ...   (fake workers on ws's client, fake-workers.ts, as before the sixth session)
  *   CHORUS_BENCH_COORDINATOR_CPUS=0 taskset -c 1 npx tsx ...   (the coordinator on a core of its own)
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -25,7 +29,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
 import { type Status, type StepRecord, ErrorFeedback, PROTOCOL_VERSION, PublicWeights, applyDelta, encodeMessage, getGradientCodec, isCodecName, parseMessage, type CodecName, type Message } from '@chorus/protocol';
 import { MasterState } from '@chorus/train';
+import * as ws from 'ws';
 import { fakeWorker } from './fake-workers.js';
+import { leanWorker } from './lean-workers.js';
 import { ReductionBuffers, StepReducer } from '../src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -40,6 +46,10 @@ const BATCH = 128;
 // CHORUS_BENCH_IN_PROCESS=1: the fake workers run on this process's main thread; by default
 // on a worker thread.
 const IN_PROCESS = process.env.CHORUS_BENCH_IN_PROCESS === '1';
+// CHORUS_BENCH_FLEET=ws: the fake workers on ws's client (fake-workers.ts) rather than the lean
+// clients written on the socket (lean-workers.ts, the default), to compare.
+const FLEET = process.env.CHORUS_BENCH_FLEET ?? 'lean';
+if (FLEET !== 'lean' && FLEET !== 'ws') throw new Error(`CHORUS_BENCH_FLEET: lean or ws, not ${FLEET}`);
 const FLEET_THREADS = Number(process.env.CHORUS_BENCH_FLEET_THREADS ?? 1);
 if (!Number.isInteger(FLEET_THREADS) || FLEET_THREADS < 1) throw new Error(`CHORUS_BENCH_FLEET_THREADS: a whole number of threads, at least 1, not ${process.env.CHORUS_BENCH_FLEET_THREADS}`);
 
@@ -124,14 +134,14 @@ async function until<T>(what: string, ms: number, probe: () => T | null | false 
 }
 
 /** N fake workers connected to `url` (fake-workers.ts), on worker threads or this thread; returns their stop. */
-async function startFleet(n: number, url: string): Promise<() => Promise<void>> {
-  const options = { url, token: TOKEN, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
+async function startFleet(n: number, url: string, codec: CodecName, fleet = FLEET): Promise<() => Promise<void>> {
+  const options = { url, token: TOKEN, codec, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
   if (IN_PROCESS) {
-    const sockets = await Promise.all(Array.from({ length: n }, () => fakeWorker(options)));
-    return async () => { for (const s of sockets) s.close(); };
+    const workers = await Promise.all(Array.from({ length: n }, () => (fleet === 'ws' ? fakeWorker(options) : leanWorker(options))));
+    return async () => { for (const w of workers) w.close(); };
   }
   // tsx's loader does not follow into worker threads on Node 20: the thread registers it.
-  const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./fake-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+  const entry = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(new URL(fleet === 'ws' ? './fake-workers.ts' : './lean-workers.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
   const threadCount = Math.min(n, FLEET_THREADS);
   const threads = Array.from({ length: threadCount }, (_, t) => new Worker(entry, { eval: true, workerData: { ...options, n: Math.floor(n / threadCount) + (t < n % threadCount ? 1 : 0) } }));
   const stop = async () => { await Promise.all(threads.map(async (thread) => { thread.postMessage('stop'); await thread.terminate(); })); };
@@ -161,7 +171,7 @@ async function runBare(n: number, codec: CodecName): Promise<{ codec: CodecName;
       const m = /^port (\d+)$/m.exec(output);
       return m ? Number(m[1]) : null;
     });
-    stopWorkers = await startFleet(n, `ws://127.0.0.1:${port}/`);
+    stopWorkers = await startFleet(n, `ws://127.0.0.1:${port}/`, codec);
     const durations = await until(`${STEPS} floor steps`, 600_000, () => {
       if (child.exitCode !== null && !/^\[/m.test(output)) throw new Error(`floor server exited:\n${output}`);
       const m = /^(\[.*\])$/m.exec(output);
@@ -176,11 +186,11 @@ async function runBare(n: number, codec: CodecName): Promise<{ codec: CodecName;
   }
 }
 
-async function run(n: number, codec: CodecName) {
+async function run(n: number, codec: CodecName, fleet = FLEET) {
   const coordinator = await startCoordinator(n, codec);
   let stopWorkers = async () => {};
   try {
-    stopWorkers = await startFleet(n, `ws://127.0.0.1:${coordinator.port}/ws`);
+    stopWorkers = await startFleet(n, `ws://127.0.0.1:${coordinator.port}/ws`, codec, fleet);
     const status = () => fetch(`${coordinator.base}/api/status`).then((r) => r.json() as Promise<Status>);
     // One sample of the coordinator's counters, read together with the step they belong to: its
     // CPU time (its own cost, whatever it waits on), the bytes it moved (from a point after the
@@ -214,6 +224,34 @@ async function run(n: number, codec: CodecName) {
     await stopWorkers();
     await coordinator.stop();
   }
+}
+
+/** ws's frame builder and parser (not in its type declarations), for the client's pieces below. */
+type FrameOptions = { fin: boolean; rsv1: boolean; opcode: number; mask: boolean; readOnly: boolean };
+const { Sender, Receiver } = ws as unknown as {
+  Sender: { frame(data: Buffer, options: FrameOptions): Buffer[] };
+  Receiver: new (options: { isServer: boolean; binaryType: string; maxPayload: number }) => { write(chunk: Buffer): boolean; on(event: 'message', listener: (data: Buffer) => void): void };
+};
+
+/**
+ * What ws does for a real Node worker with one message from the coordinator: Node reads the
+ * socket into fresh 64 KB buffers (each allocated, filled: the kernel's copy) and ws parses the
+ * frame and joins the pieces into one message buffer. The lean fake workers skip this, so it
+ * is one of the worker's own pieces.
+ */
+function wsReadMessage(message: Uint8Array): () => void {
+  const wire = Buffer.concat(Sender.frame(Buffer.from(message.buffer, message.byteOffset, message.byteLength), { fin: true, rsv1: false, opcode: 2, mask: false, readOnly: true }));
+  return () => {
+    const receiver = new Receiver({ isServer: false, binaryType: 'nodebuffer', maxPayload: 0 });
+    let received = 0;
+    receiver.on('message', (data) => { received = data.length; });
+    for (let at = 0; at < wire.length; at += 65536) {
+      const read = Buffer.allocUnsafeSlow(Math.min(65536, wire.length - at));
+      wire.copy(read, 0, at, at + read.length);
+      receiver.write(read);
+    }
+    if (received !== message.byteLength) throw new Error(`ws parsed ${received} of ${message.byteLength} bytes`);
+  };
 }
 
 function time(fn: () => void, reps = 30): number {
@@ -255,6 +293,9 @@ function piecesOf(codecName: CodecName) {
       const m = parseMessage(updateFrame, { ...limits, codec: codecName });
       if (m.type === 'update' && m.delta) applyDelta(codec, { values: m.delta, scales: m.scales }, workerPublic);
     }),
+    'worker: ws reads the update (64 KB reads, joined)': time(wsReadMessage(updateFrame), 200),
+    // ws.send copies a frame it did not make in order to mask it (readOnly), as the Node worker sends.
+    'worker: ws masks the gradient frame': time(() => Sender.frame(Buffer.from(gradFrame.buffer, gradFrame.byteOffset, gradFrame.byteLength), { fin: true, rsv1: false, opcode: 2, mask: true, readOnly: true }), 200),
     'worker: error feedback + encode gradient': time(() => encodeMessage({ ...gradMsg, ...(() => { const e = feedback.encode(g); return { gradient: e.values, ...(e.scales ? { scales: e.scales } : {}) }; })() })),
     'coordinator: decode + validate gradient': time(() => parseMessage(gradFrame, { ...limits, codec: codecName })),
     'coordinator: reduce one shard': time(() => {
@@ -277,7 +318,7 @@ type BareRow = Awaited<ReturnType<typeof runBare>> & { stepMsRange: number[]; da
 const rows: Row[] = [];
 const bareRows: BareRow[] = [];
 for (const codec of CODECS) {
-  for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').map(Number)) {
+  for (const n of (process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8').split(',').filter(Boolean).map(Number)) {
     const runs = [];
     const bareRuns = [];
     // Interleaved, so the two see the same machine: its speed drifts between minutes.
@@ -294,11 +335,26 @@ for (const codec of CODECS) {
     bareRuns.sort(byStep);
     const date = new Date().toISOString();
     // How each row was measured goes with it: a later partial run keeps the rows it did not redo.
-    const fakeWorkers = IN_PROCESS ? 'in-process' : `${Math.min(n, FLEET_THREADS)} worker thread(s)`;
+    const fakeWorkers = `${FLEET} clients, ${IN_PROCESS ? 'in-process' : `${Math.min(n, FLEET_THREADS)} worker thread(s)`}`;
     rows.push({ ...runs[Math.floor(runs.length / 2)]!, stepMsRange: [runs[0]!.stepMs, runs.at(-1)!.stepMs], date, repeat: REPEAT, steps: STEPS, fakeWorkers });
     if (BARE) bareRows.push({ ...bareRuns[Math.floor(bareRuns.length / 2)]!, stepMsRange: [bareRuns[0]!.stepMs, bareRuns.at(-1)!.stepMs], date, repeat: REPEAT, steps: STEPS });
   }
 }
+await mkdir(resolve(root, 'bench/results'), { recursive: true });
+// A run of a few configurations replaces only their rows (and pieces); the others stay as last measured.
+const resultPath = resolve(root, 'bench/results/overhead.json');
+const earlier = await readFile(resultPath, 'utf8').then(
+  (text) => {
+    try {
+      const d = JSON.parse(text) as { rows?: Row[]; bare?: BareRow[]; pieces?: typeof pieces };
+      return { rows: Array.isArray(d.rows) ? d.rows : [], bare: Array.isArray(d.bare) ? d.bare : [], pieces: d.pieces ?? {} };
+    } catch {
+      console.warn(`${resultPath} is not JSON: writing this run's rows alone`);
+      return { rows: [], bare: [], pieces: {} };
+    }
+  },
+  () => ({ rows: [] as Row[], bare: [] as BareRow[], pieces: {} }),
+);
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
 console.log(`\nmachine: ${machine}; resnet20v2 (${P.toLocaleString('en-US')} parameters), batch ${BATCH}, compute = ${DELAY_MS} ms delay, fake workers ${IN_PROCESS ? 'in the coordinator\'s thread' : 'on a worker thread'}\n`);
 // A real worker does its own pieces in parallel with the others, once per step, on the path from
@@ -324,21 +380,6 @@ if (BARE) {
 }
 console.log(`\n| piece | ${CODECS.join(' ms | ')} ms |\n| --- |${CODECS.map(() => ' ---: |').join('')}`);
 for (const k of Object.keys(pieces[CODECS[0]!]!)) console.log(`| ${k} | ${CODECS.map((c) => (pieces[c] as Record<string, number>)[k]!.toFixed(2)).join(' | ')} |`);
-await mkdir(resolve(root, 'bench/results'), { recursive: true });
-// A run of a few configurations replaces only their rows (and pieces); the others stay as last measured.
-const resultPath = resolve(root, 'bench/results/overhead.json');
-const earlier = await readFile(resultPath, 'utf8').then(
-  (text) => {
-    try {
-      const d = JSON.parse(text) as { rows?: Row[]; bare?: BareRow[]; pieces?: typeof pieces };
-      return { rows: Array.isArray(d.rows) ? d.rows : [], bare: Array.isArray(d.bare) ? d.bare : [], pieces: d.pieces ?? {} };
-    } catch {
-      console.warn(`${resultPath} is not JSON: writing this run's rows alone`);
-      return { rows: [], bare: [], pieces: {} };
-    }
-  },
-  () => ({ rows: [] as Row[], bare: [] as BareRow[], pieces: {} }),
-);
 const order = (r: { codec: CodecName; workers: number }) => `${['fp32', 'fp16', 'int8'].indexOf(r.codec)} ${String(r.workers).padStart(4)}`;
 const mergeRows = <T extends { codec: CodecName; workers: number }>(before: T[], now: T[]) =>
   [...before.filter((r) => !now.some((n) => n.codec === r.codec && n.workers === r.workers)), ...now].sort((a, b) => order(a).localeCompare(order(b)));
