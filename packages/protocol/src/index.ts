@@ -38,3 +38,4 @@ export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './
 export { backoffDelay } from './backoff.js';
 export { residentVectors, setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
 export { EmbeddedSimdModule, ResidentArrays, copyOut } from './simd/embedded-module.js';
+export { LowRankPlan, orthonormalColumns, sideOfStep, type LowRankMatrix, type LowRankSide, type LowRankTensor } from './low-rank.js';
