@@ -51,7 +51,7 @@ async function run(config: RunConfig, options: { checkpointDir?: string; resume?
     metrics,
     checkpoints,
   });
-  const resumedWith = options.resume && (await coordinator.resume()) ? { master: coordinator.params.slice(), publicWeights: coordinator.workerParams.slice() } : null;
+  const resumedWith = options.resume && (await coordinator.resume()) ? { master: coordinator.params.slice(), publicWeights: coordinator.workerParams.slice(), factors: coordinator.lowRank?.factors.slice() } : null;
   if (options.resume) assert.ok(resumedWith, 'resumed from the checkpoint');
   if (options.stopAt !== undefined) {
     const stopAt = options.stopAt;
@@ -72,7 +72,7 @@ async function run(config: RunConfig, options: { checkpointDir?: string; resume?
   );
   const running = workers.map((w) => w.start());
   try {
-    await bounded(coordinator.run(), 240_000, `the ${config.codec ?? 'fp32'} run to end`);
+    await bounded(coordinator.run(), 240_000, `the ${config.codec ?? 'fp32'}${config.lowRank ? ` low-rank ${config.lowRank}` : ''} run to end`);
     if (options.stopAt !== undefined) await coordinator.checkpoint();
     return {
       resumedWith,
@@ -82,6 +82,9 @@ async function run(config: RunConfig, options: { checkpointDir?: string; resume?
       master: coordinator.params.slice(),
       publicWeights: coordinator.workerParams.slice(),
       held: workers.map((w) => w.publicWeights()),
+      factors: coordinator.lowRank?.factors.slice(),
+      heldFactors: workers.map((w) => w.lowRankFactors()),
+      bytesReceived: (await metrics.registry.getSingleMetric('chorus_bytes_received_total')?.get())?.values[0]?.value ?? NaN,
       refused: coordinator.history.events.filter((e) => e.kind === 'refused').map((e) => e.message),
     };
   } finally {
@@ -94,14 +97,15 @@ async function run(config: RunConfig, options: { checkpointDir?: string; resume?
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-for (const codec of ['fp16', 'int8'] as CodecName[]) {
-  test(`${codec}: a short run trains, and both workers hold the coordinator's public weights bit for bit`, { timeout: 300_000 }, async (t) => {
-    const result = await run({ ...base, codec });
+for (const [codec, lowRank] of [['fp16'], ['int8'], ['int8', 2]] as [CodecName, number?][]) {
+  const name = `${codec}${lowRank ? ` with low-rank ${lowRank} gradients` : ''}`;
+  test(`${name}: a short run trains, and both workers hold the coordinator's public weights bit for bit`, { timeout: 300_000 }, async (t) => {
+    const result = await run({ ...base, codec, ...(lowRank ? { lowRank } : {}) });
     assert.equal(result.step, base.steps, 'every step completed');
     assert.deepEqual(result.refused, [], 'no gradient was refused');
     const first = mean(result.losses.slice(0, 5));
     const last = mean(result.losses.slice(-5));
-    t.diagnostic(`${codec}: loss ${first.toFixed(3)} -> ${last.toFixed(3)}, test accuracy ${(100 * result.accuracy).toFixed(1)}% (1000 images)`);
+    t.diagnostic(`${name}: loss ${first.toFixed(3)} -> ${last.toFixed(3)}, ${(result.bytesReceived / 1e3).toFixed(0)} kB received, test accuracy ${(100 * result.accuracy).toFixed(1)}% (1000 images)`);
     assert.ok(last < first - 0.2, `the loss goes down: ${first} -> ${last}`);
     // Chance is 10%; over 1000 images 13% is three standard deviations above it.
     assert.ok(result.accuracy > 0.13, `test accuracy above chance: ${result.accuracy}`);
@@ -116,15 +120,20 @@ for (const codec of ['fp16', 'int8'] as CodecName[]) {
       gap = Math.max(gap, Math.abs(result.master[i] - result.publicWeights[i]));
       scale = Math.max(scale, Math.abs(result.master[i]));
     }
-    t.diagnostic(`${codec}: max |master - public| = ${gap.toExponential(2)} (max |w| ${scale.toFixed(3)})`);
+    if (lowRank) {
+      for (const [i, factors] of result.heldFactors.entries()) {
+        assert.ok(factors && bytesOf(factors).equals(bytesOf(result.factors!)), `worker ${i} projects onto the coordinator's factors, bit for bit`);
+      }
+    }
+    t.diagnostic(`${name}: max |master - public| = ${gap.toExponential(2)} (max |w| ${scale.toFixed(3)})`);
     assert.ok(gap < 1e-2 * scale, `public weights stay close to the master: ${gap}`);
   });
 }
 
-test('int8: a resumed run starts from the public weights the workers held, bit for bit, and its workers hold them', { timeout: 300_000 }, async () => {
+for (const lowRank of [undefined, 2]) test(`int8${lowRank ? ' with low-rank gradients' : ''}: a resumed run starts from the public weights the workers held${lowRank ? ' and the factors of its step' : ''}, bit for bit, and its workers hold them`, { timeout: 300_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-codecs-'));
   try {
-    const config: RunConfig = { ...base, codec: 'int8', steps: 6 };
+    const config: RunConfig = { ...base, codec: 'int8', steps: 6, ...(lowRank ? { lowRank } : {}) };
     // Stopped after step 3 and checkpointed, as on SIGTERM.
     const first = await run(config, { checkpointDir: dir, stopAt: 3 });
     assert.equal(first.step, 3);
@@ -132,6 +141,11 @@ test('int8: a resumed run starts from the public weights the workers held, bit f
     const resumed = await run(config, { checkpointDir: dir, resume: true });
     assert.ok(bytesOf(resumed.resumedWith!.master).equals(bytesOf(first.master)), 'master weights restored bit for bit');
     assert.ok(bytesOf(resumed.resumedWith!.publicWeights).equals(bytesOf(first.publicWeights)), 'public weights restored bit for bit');
+    if (lowRank) {
+      // Step 3 is a left step: a resume from the step-0 factors (or a right step's) would be refused or diverge.
+      assert.ok(resumed.resumedWith!.factors && bytesOf(resumed.resumedWith!.factors).equals(bytesOf(first.factors!)), 'low-rank factors restored bit for bit');
+      for (const factors of resumed.heldFactors) assert.ok(factors && bytesOf(factors).equals(bytesOf(resumed.factors!)), 'the resumed workers hold the factors');
+    }
     assert.equal(resumed.step, 6);
     for (const held of resumed.held) assert.ok(bytesOf(held!).equals(bytesOf(resumed.publicWeights)), 'the resumed workers hold the public weights');
   } finally {

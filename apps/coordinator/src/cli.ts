@@ -4,8 +4,8 @@ import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Command, Option } from 'commander';
-import { CODEC_NAMES, type CodecName } from '@chorus/protocol';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CODEC_NAMES, MAX_LOW_RANK, type CodecName } from '@chorus/protocol';
 import { ensureCifar10, loadCifar10 } from '@chorus/data/node';
 import { addTrainingOptions, intOption as int, trainingConfigFromCli, type TrainingCliOptions } from '@chorus/train/node';
 import { CheckpointStore } from './store/checkpoint.js';
@@ -20,6 +20,13 @@ import { advertisedUrls, insecureRemoteNotice, loadTlsFiles } from './http/tls.j
 import { routes as browserRoutes } from './http/browser-routes.js';
 import { composeRoutes, dashboardRoutes } from './http/dashboard-routes.js';
 
+/** A whole rank from 1 to MAX_LOW_RANK, the most a welcome may carry. */
+const lowRankOption = (value: string): number => {
+  const rank = int('--low-rank', 1)(value);
+  if (rank > MAX_LOW_RANK) throw new InvalidArgumentError(`--low-rank must be at most ${MAX_LOW_RANK}`);
+  return rank;
+};
+
 const program = addTrainingOptions(
   new Command()
     .name('chorus-coordinator')
@@ -32,6 +39,7 @@ const program = addTrainingOptions(
       .choices([...CODEC_NAMES])
       .default('fp32'),
   )
+  .option('--low-rank <rank>', 'send low-rank gradients of this rank (alternating PowerSGD; 1-64): a few percent of the bytes up, in the --codec', lowRankOption)
   .option('--min-workers <n>', 'workers to wait for before the first step', int('--min-workers', 1), 1)
   .option('--checkpoint-dir <dir>', 'where checkpoints are written (none when omitted)')
   .option('--checkpoint-every <n>', 'checkpoint every N steps', int('--checkpoint-every', 1), 100)
@@ -53,6 +61,7 @@ const program = addTrainingOptions(
 
 interface CliOptions extends TrainingCliOptions {
   codec: CodecName;
+  lowRank?: number;
   host: string;
   port: number;
   minWorkers: number;
@@ -104,7 +113,7 @@ async function main(): Promise<void> {
   const dir = await ensureCifar10({ data: opts.data, progress: true });
   const data = await loadCifar10(dir);
   // fp32 stays out of the config, so its fingerprint (and every older checkpoint) is unchanged.
-  const config: RunConfig = { preset: opts.preset, ...trainingConfigFromCli(opts, data.train.count), ...(opts.codec === 'fp32' ? {} : { codec: opts.codec }) };
+  const config: RunConfig = { preset: opts.preset, ...trainingConfigFromCli(opts, data.train.count), ...(opts.codec === 'fp32' ? {} : { codec: opts.codec }), ...(opts.lowRank === undefined ? {} : { lowRank: opts.lowRank }) };
   const { spec, steps } = config;
   const token = opts.token ?? randomBytes(12).toString('base64url');
   const metrics = createMetrics({ defaultMetrics: true });
@@ -141,7 +150,7 @@ async function main(): Promise<void> {
   const urls = advertisedUrls({ host: opts.host, port, token, tls });
   console.log(
     [
-      `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}${opts.codec === 'fp32' ? '' : `, codec ${opts.codec}`}`,
+      `chorus coordinator: ${opts.preset} (${coordinator.layout.paramCount.toLocaleString('en-US')} parameters), batch ${config.batch}, ${steps} steps, from step ${coordinator.step}${opts.codec === 'fp32' ? '' : `, codec ${opts.codec}`}${opts.lowRank === undefined ? '' : `, low rank ${opts.lowRank}`}`,
       `  data:       ${dir}`,
       `  token:      ${token}`,
       `  dashboard:  ${urls.dashboard}`,

@@ -11,6 +11,7 @@ export {
   STRING_LIMITS,
   RUNTIME_LIMITS,
   MAX_SPEC_DEPTH,
+  MAX_LOW_RANK,
   type ValidationLimits,
 } from './limits.js';
 export { parseMessage, validateMessage, isMessageType } from './validate.js';
@@ -38,4 +39,4 @@ export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './
 export { backoffDelay } from './backoff.js';
 export { residentVectors, setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
 export { EmbeddedSimdModule, ResidentArrays, copyOut } from './simd/embedded-module.js';
-export { LowRankPlan, orthonormalColumns, sideOfStep, type LowRankMatrix, type LowRankSide, type LowRankTensor } from './low-rank.js';
+export { LowRankFeedback, LowRankPlan, orthonormalColumns, sideOfStep, type LowRankMatrix, type LowRankSide, type LowRankTensor } from './low-rank.js';

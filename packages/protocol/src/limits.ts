@@ -1,3 +1,4 @@
+import type { LowRankPlan } from './low-rank.js';
 import type { CodecName } from './gradient-codec.js';
 
 /**
@@ -37,6 +38,9 @@ export const RUNTIME_LIMITS = {
 /** Deepest nesting accepted in run.spec, which is JSON describing the model. */
 export const MAX_SPEC_DEPTH = 64;
 
+/** The highest low-rank (PowerSGD) rank a run may name: past it the projection saves little. */
+export const MAX_LOW_RANK = 64;
+
 /**
  * What the receiver knows about the current run, checked against sizes in the message. Each
  * is optional: a worker knows nothing until its welcome, and welcome carries its own sizes.
@@ -46,6 +50,11 @@ export interface ValidationLimits {
   codec?: CodecName;
   /** gradient.gradient and update.params must have exactly this many elements. */
   paramCount?: number;
+  /**
+   * Low-rank runs: a gradient is its step's projection (payloadLength of the step's side, not
+   * paramCount long) and every update carries the next step's factors (factorLength).
+   */
+  lowRank?: LowRankPlan;
   /** gradient.bnMoments and update.bnStats must have exactly this many elements. */
   bnStatCount?: number;
   /** Most examples in one assign or evaluate shard, and in a gradient's or evalResult's count. */

@@ -1,3 +1,5 @@
+import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+
 /**
  * Low-rank gradient compression in the single-round, alternating form of PowerSGD (Vogels et al.
  * 2019; the alternating variant is ACP-SGD, Zhang et al. 2023): every weight tensor of two or
@@ -262,4 +264,49 @@ function splitmix32(seed: number): () => number {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
     return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * A worker's uplink for a low-rank run, with error feedback as for the other codecs: the
+ * gradient sum plus the carried residual is projected onto the step's fixed factors, the
+ * projection encoded in the run's codec, and whatever the coordinator will not reconstruct from
+ * that payload (the part outside the factors' span, and the codec's rounding) is carried to the
+ * next shard. Reset it after a welcome, as ErrorFeedback.
+ */
+export class LowRankFeedback {
+  readonly plan: LowRankPlan;
+  readonly codec: GradientCodec;
+  private readonly residual: Float32Array;
+  private readonly corrected: Float32Array;
+  private readonly approximation: Float32Array;
+
+  constructor(plan: LowRankPlan, codec: GradientCodec) {
+    this.plan = plan;
+    this.codec = codec;
+    this.residual = new Float32Array(plan.paramCount);
+    this.corrected = new Float32Array(plan.paramCount);
+    this.approximation = new Float32Array(plan.paramCount);
+  }
+
+  /** The payload for `sum` on a step with `side` fixed at `factors`; keeps what it loses. */
+  encode(sum: Float32Array, side: LowRankSide, factors: Float32Array): EncodedVector {
+    const { plan, residual, corrected, approximation } = this;
+    if (sum.length !== plan.paramCount) throw new Error(`low-rank feedback: ${sum.length} values; this encoder holds ${plan.paramCount}`);
+    for (let i = 0; i < sum.length; i++) corrected[i] = sum[i]! + residual[i]!;
+    const projection = new Float32Array(plan.payloadLength(side));
+    plan.project(corrected, side, factors, projection);
+    const encoded = this.codec.encode(projection);
+    plan.reconstruct(this.codec.expand(encoded), side, factors, approximation);
+    for (let i = 0; i < sum.length; i++) residual[i] = corrected[i]! - approximation[i]!;
+    return encoded;
+  }
+
+  reset(): void {
+    this.residual.fill(0);
+  }
+
+  /** The residual carried into the next encode (read-only view, for tests). */
+  get carried(): Float32Array {
+    return this.residual;
+  }
 }

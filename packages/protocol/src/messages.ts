@@ -56,6 +56,11 @@ export interface RunDescription {
    * worker), updates a compressed delta against the public weights every worker holds.
    */
   codec: CodecName;
+  /**
+   * Low-rank gradients (alternating PowerSGD, low-rank.ts) of this rank, when set: a worker sends
+   * its gradient's projection onto the step's fixed factors, in the run's codec.
+   */
+  lowRank?: number;
   heartbeatMs: number;
 }
 
@@ -77,6 +82,8 @@ export interface Welcome {
   version: number;
   params: Float32Array;
   bnStats: Float32Array;
+  /** Low-rank runs: the fixed factors of the step at `version` (low-rank.ts). */
+  factors?: Float32Array;
 }
 
 export interface Assign {
@@ -137,6 +144,8 @@ export interface Update {
   scales?: Float32Array;
   /** BatchNorm running statistics, always in full fp32 (they are small). */
   bnStats: Float32Array;
+  /** Low-rank runs: the fixed factors of the next step (the step at `version`; low-rank.ts). */
+  factors?: Float32Array;
 }
 
 export interface Evaluate {

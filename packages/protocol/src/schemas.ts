@@ -25,7 +25,7 @@ import type {
 import { ERROR_CODES, PROTOCOL_VERSION, type ErrorCode } from './messages.js';
 import { firstNonFinite } from './finite.js';
 import { CODEC_NAMES, payloadProblem } from './gradient-codec.js';
-import { EXAMPLE_BYTES, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
+import { EXAMPLE_BYTES, MAX_LOW_RANK, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
 
 export { firstNonFinite };
 
@@ -156,6 +156,7 @@ const run: z.ZodType<RunDescription> = z.object({
   bnStatCount: counter,
   bnGroup: positive,
   codec: z.enum(CODEC_NAMES),
+  lowRank: z.int().min(1).max(MAX_LOW_RANK).optional(),
   heartbeatMs: z.number().positive(),
 });
 
@@ -168,8 +169,12 @@ const welcome: z.ZodType<Welcome> = z
     version: counter,
     params: finiteFloats('malformed'),
     bnStats: finiteFloats('malformed'),
+    factors: finiteFloats('malformed').optional(),
   })
   .superRefine((msg, ctx) => {
+    if ((msg.run.lowRank === undefined) !== (msg.factors === undefined)) {
+      fail(ctx, 'a low-rank run (run.lowRank) and factors come together', undefined, ['factors']);
+    }
     // welcome describes its own run, so its arrays are checked against that, not the limits.
     if (msg.params.length !== msg.run.paramCount) {
       fail(ctx, `${msg.params.length} elements; run.paramCount says ${msg.run.paramCount}`, undefined, ['params']);
@@ -230,6 +235,7 @@ const update: z.ZodType<Update> = z
     delta: codecValues.optional(),
     scales: float32s.optional(),
     bnStats: finiteFloats('malformed'),
+    factors: finiteFloats('malformed').optional(),
   })
   .superRefine((msg, ctx) => {
     if ((msg.params === undefined) === (msg.delta === undefined)) {

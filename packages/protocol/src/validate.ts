@@ -5,6 +5,7 @@ import { MAX_FRAME_BYTES, type ValidationLimits } from './limits.js';
 import { MESSAGE_TYPES, PROTOCOL_VERSION, type ErrorCode, type Message, type MessageType } from './messages.js';
 import { MESSAGE_SCHEMAS } from './schemas.js';
 import { codecOfValues, type CodecName } from './gradient-codec.js';
+import { sideOfStep } from './low-rank.js';
 
 /**
  * Decodes and validates one received frame. Everything a handler reads from the result has
@@ -72,7 +73,12 @@ function checkLimits(msg: Message, limits: ValidationLimits): void {
   switch (msg.type) {
     case 'gradient':
       expectCodec('bad-gradient', 'gradient.gradient', msg.gradient, limits.codec);
-      expectLength('bad-gradient', 'gradient.gradient', msg.gradient.length, limits.paramCount, 'parameter count');
+      if (limits.lowRank) {
+        const side = sideOfStep(msg.step);
+        expectLength('bad-gradient', 'gradient.gradient', msg.gradient.length, limits.lowRank.payloadLength(side), `low-rank payload length on a ${side} step`);
+      } else {
+        expectLength('bad-gradient', 'gradient.gradient', msg.gradient.length, limits.paramCount, 'parameter count');
+      }
       expectLength('bad-gradient', 'gradient.bnMoments', msg.bnMoments.length, limits.bnStatCount, 'BatchNorm statistic count');
       atMost('bad-gradient', 'gradient.count', msg.count, limits.maxShardExamples);
       break;
@@ -82,6 +88,12 @@ function checkLimits(msg: Message, limits: ValidationLimits): void {
       expectCodec('malformed', name, values, limits.codec);
       expectLength('malformed', name, values.length, limits.paramCount, 'parameter count');
       expectLength('malformed', 'update.bnStats', msg.bnStats.length, limits.bnStatCount, 'BatchNorm statistic count');
+      if (limits.lowRank) {
+        if (!msg.factors) throw new ProtocolError('malformed', 'update.factors is missing; a low-rank run sends the next step\'s factors with every update');
+        expectLength('malformed', 'update.factors', msg.factors.length, limits.lowRank.factorLength(sideOfStep(msg.version)), 'factor length');
+      } else if (msg.factors && limits.paramCount !== undefined) {
+        throw new ProtocolError('malformed', 'update.factors in a run without low-rank gradients');
+      }
       break;
     }
     // A shard over the cap is refused for its size, like an oversized frame: the receiver

@@ -15,6 +15,9 @@ import {
   type WorkerRuntime,
   backoffDelay,
   ErrorFeedback,
+  LowRankFeedback,
+  LowRankPlan,
+  sideOfStep,
   applyDelta,
   getGradientCodec,
   type GradientCodec,
@@ -91,6 +94,8 @@ export class ChorusWorker {
   private publicParams: Float32Array | null = null;
   /** Rounding the uplink loses, carried to the next shard; reset by every welcome. */
   private errorFeedback: ErrorFeedback | null = null;
+  /** Low-rank runs: the plan, the uplink with its residual, and the fixed factors of the step at the held version. */
+  private lowRank: { plan: LowRankPlan; feedback: LowRankFeedback; factors: Float32Array } | null = null;
   /** The weights the replica holds, and a counter of their changes, for a shardComputer. */
   private params: Float32Array | null = null;
   private paramsVersion = 0;
@@ -199,7 +204,7 @@ export class ChorusWorker {
   private onFrame(frame: Uint8Array): void {
     let message: Message;
     try {
-      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20, codec: this.run.codec } : undefined);
+      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20, codec: this.run.codec, ...(this.lowRank ? { lowRank: this.lowRank.plan } : {}) } : undefined);
     } catch (error) {
       this.log('warn', 'dropped a bad message from the coordinator', { error: (error as Error).message });
       return;
@@ -257,6 +262,13 @@ export class ChorusWorker {
     // A welcome is a jump (a join or a rejoin), never one update further: the residual of the
     // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
     this.errorFeedback = new ErrorFeedback(this.codec, message.run.paramCount);
+    this.lowRank = null;
+    if (message.run.lowRank !== undefined) {
+      const plan = new LowRankPlan(message.run.paramCount, this.replica.layout.params, message.run.lowRank);
+      const expected = plan.factorLength(sideOfStep(message.version));
+      if (message.factors?.length !== expected) throw new Error(`welcome: ${message.factors?.length ?? 'no'} low-rank factor values; rank ${message.run.lowRank} at v${message.version} needs ${expected}`);
+      this.lowRank = { plan, feedback: new LowRankFeedback(plan, this.codec), factors: message.factors.slice() };
+    }
     this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
     this.setParams(this.publicParams ?? message.params);
     this.bnStats = message.bnStats.slice();
@@ -280,6 +292,8 @@ export class ChorusWorker {
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
       this.setParams(this.publicParams);
     }
+    // Validated against the plan (parseMessage): the factors of the step at this version.
+    if (this.lowRank && message.factors) this.lowRank.factors = message.factors.slice();
     this.bnStats = message.bnStats.slice();
     this.setStatus({ version: message.version });
   }
@@ -288,6 +302,11 @@ export class ChorusWorker {
     this.replica!.setParams(params);
     this.params = params;
     this.paramsVersion++;
+  }
+
+  /** The low-rank factors this worker projects onto (a copy; null unless a low-rank run), for tests. */
+  lowRankFactors(): Float32Array | null {
+    return this.lowRank?.factors.slice() ?? null;
   }
 
   /** The public weights this worker computes at (a copy), for tests that compare workers bit for bit. */
@@ -331,7 +350,9 @@ export class ChorusWorker {
       result.computeMs *= slowdown;
     }
     const { gradient, ...rest } = result;
-    const encoded = this.errorFeedback!.encode(gradient);
+    const encoded = this.lowRank
+      ? this.lowRank.feedback.encode(gradient, sideOfStep(message.step), this.lowRank.factors)
+      : this.errorFeedback!.encode(gradient);
     this.sendMessage({
       type: 'gradient',
       v: PROTOCOL_VERSION,

@@ -136,7 +136,7 @@ export class WorkerSockets {
         const message = parseMessage(
           frame,
           authenticated
-            ? { paramCount: coordinator.layout.paramCount, bnStatCount: coordinator.layout.bnStatCount, maxShardExamples: coordinator.config.batch, maxFrameBytes: this.maxFrameBytes, codec: coordinator.codec.name }
+            ? { paramCount: coordinator.layout.paramCount, bnStatCount: coordinator.layout.bnStatCount, maxShardExamples: coordinator.config.batch, maxFrameBytes: this.maxFrameBytes, codec: coordinator.codec.name, ...(coordinator.lowRank ? { lowRank: coordinator.lowRank.plan } : {}) }
             : { maxFrameBytes: limits.preAuthMaxFrameBytes },
         );
         if (!authenticated) {

@@ -1,6 +1,6 @@
 import type { Cifar10 } from '@chorus/data';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model/core';
-import { PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
+import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
 import { MasterState } from '@chorus/train/core';
 import type { Connection } from '../http/connection.js';
 import type { Logger } from '../ops/logger.js';
@@ -59,6 +59,11 @@ export class Coordinator {
   readonly fleet: Fleet;
   /** The run's codec, for gradients up and updates down. */
   readonly codec: GradientCodec;
+  /**
+   * Low-rank runs (--low-rank): the plan and the fixed factors of the step at `step`, advanced by
+   * every applied step and sent with every update; null otherwise.
+   */
+  readonly lowRank: { plan: LowRankPlan; factors: Float32Array } | null;
   private readonly master: MasterState;
   /**
    * Under fp16 and int8, the weights every worker holds (and computes its gradients at): each
@@ -92,6 +97,12 @@ export class Coordinator {
     this.reduction = new ReductionBuffers(this.layout.paramCount, this.master.gradientBuffer);
     this.codec = getGradientCodec(codecOf(deps.config));
     this.publicWeights = this.codec.name === 'fp32' ? null : new PublicWeights(this.codec, this.master.params);
+    if (deps.config.lowRank !== undefined) {
+      const plan = new LowRankPlan(this.layout.paramCount, this.layout.params, deps.config.lowRank);
+      this.lowRank = { plan, factors: plan.initialFactors(deps.config.seed) };
+    } else {
+      this.lowRank = null;
+    }
     this.history = new RunLog(deps.log);
     this.fleet = new Fleet({
       token: deps.token,
@@ -190,6 +201,7 @@ export class Coordinator {
       buffers: this.reduction,
       data: this.deps.data,
       port: this.port,
+      ...(this.lowRank ? { lowRank: { plan: this.lowRank.plan, side: sideOfStep(step), factors: this.lowRank.factors } } : {}),
     });
     const current: TrainingStep = { step, round, reducer, arrivals: [] };
     this.training = current;
@@ -205,6 +217,8 @@ export class Coordinator {
   private applyStep({ step, round, reducer, arrivals }: TrainingStep): void {
     const t0 = this.now();
     const totals = reducer.totals();
+    // The mean projection, orthonormalised, is the next step's fixed factor (low-rank.ts).
+    if (this.lowRank) this.lowRank.factors = this.lowRank.plan.nextFactors(totals.lowRankMean!, sideOfStep(step));
     const t1 = this.now();
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
@@ -219,7 +233,7 @@ export class Coordinator {
 
   /** The update of the version just completed: the master weights (fp32), or the public weights' delta. */
   private update(): Update {
-    const head = { type: 'update', v: PROTOCOL_VERSION, version: this.step, bnStats: this.bnStats } as const;
+    const head = { type: 'update', v: PROTOCOL_VERSION, version: this.step, bnStats: this.bnStats, ...(this.lowRank ? { factors: this.lowRank.factors } : {}) } as const;
     if (!this.publicWeights) return { ...head, params: this.params };
     const { values, scales } = this.publicWeights.advance(this.params);
     return { ...head, delta: values, ...(scales ? { scales } : {}) };
@@ -287,8 +301,9 @@ export class Coordinator {
       type: 'welcome',
       v: PROTOCOL_VERSION,
       workerId: worker.id,
-      run: { preset, spec, paramCount, bnStatCount, bnGroup, codec: this.codec.name, heartbeatMs: this.options.heartbeatMs },
+      run: { preset, spec, paramCount, bnStatCount, bnGroup, codec: this.codec.name, ...(this.lowRank ? { lowRank: this.lowRank.plan.rank } : {}), heartbeatMs: this.options.heartbeatMs },
       version: this.step,
+      ...(this.lowRank ? { factors: this.lowRank.factors } : {}),
       // A joiner gets the public weights in full: the ones the others hold, bit for bit.
       params: this.workerParams,
       bnStats: this.bnStats,
@@ -314,7 +329,12 @@ export class Coordinator {
       if (!state.publicParams) throw new Error(`the checkpoint at step ${state.step} has no public weights, which a ${this.codec.name} run needs to resume exactly`);
       if (state.publicParams.length !== this.layout.paramCount) throw new Error(`the checkpoint's public weights have ${state.publicParams.length} values; the model has ${this.layout.paramCount}`);
     }
+    if (this.lowRank) {
+      const expected = this.lowRank.plan.factorLength(sideOfStep(state.step));
+      if (state.lowRankFactors?.length !== expected) throw new Error(`the checkpoint at step ${state.step} has ${state.lowRankFactors?.length ?? 'no'} low-rank factor values; this run needs ${expected} to resume exactly`);
+    }
     this.master.restore(state);
+    if (this.lowRank) this.lowRank.factors = state.lowRankFactors!.slice();
     this.hashed = null;
     if (this.publicWeights) this.publicWeights = new PublicWeights(this.codec, state.publicParams!);
     this.history.restore(state.history as Partial<RunHistory> | undefined);
@@ -327,7 +347,8 @@ export class Coordinator {
     const store = this.deps.checkpoints;
     if (!store) return null;
     const publicParams = this.publicWeights ? { publicParams: this.publicWeights.weights.slice() } : {};
-    const path = await store.save({ ...this.master.snapshot(), ...publicParams, config: configFingerprint(this.config), history: this.history.forCheckpoint() });
+    const lowRankFactors = this.lowRank ? { lowRankFactors: this.lowRank.factors.slice() } : {};
+    const path = await store.save({ ...this.master.snapshot(), ...publicParams, ...lowRankFactors, config: configFingerprint(this.config), history: this.history.forCheckpoint() });
     this.history.event('checkpoint', `checkpoint at step ${this.step}`, { path });
     return path;
   }

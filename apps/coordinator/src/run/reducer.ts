@@ -1,6 +1,6 @@
 import { poolMoments, simdMean, type BnMoments } from '@chorus/train/core';
 import type { WeightLayout } from '@chorus/model/core';
-import { fp32Codec, residentVectors, type EncodedVector, type GradientCodec, type ShardResult } from '@chorus/protocol';
+import { fp32Codec, residentVectors, type EncodedVector, type GradientCodec, type LowRankPlan, type LowRankSide, type ShardResult } from '@chorus/protocol';
 
 /**
  * The part of a worker's shard result that the reduction uses (the compute time is telemetry),
@@ -20,6 +20,15 @@ export interface StepTotals {
   accuracy: number;
   /** BatchNorm moments of the whole batch. */
   bn: BnMoments;
+  /** Low-rank steps: the mean projection the gradient was reconstructed from (the next factors come from it). */
+  lowRankMean?: Float32Array;
+}
+
+/** What a low-rank step's reduction needs: the plan, which side is fixed, and the fixed factors. */
+export interface LowRankStep {
+  plan: LowRankPlan;
+  side: LowRankSide;
+  factors: Float32Array;
 }
 
 /**
@@ -64,17 +73,21 @@ export class StepReducer {
   private readonly moments: { start: number; part: BnMoments }[] = [];
   private readonly codec: GradientCodec;
   private readonly mean: Float32Array;
+  private readonly lowRank: LowRankStep | null;
 
   /**
    * `codec`: the run's, which every gradient payload is in (validated already by parseMessage).
    * `buffers`: reused from the previous step (its sum is cleared here, its mean overwritten by
    * totals()), so only one reducer may use them at a time.
    */
-  constructor(layout: WeightLayout, batchSize: number, codec: GradientCodec = fp32Codec, buffers = new ReductionBuffers(layout.paramCount)) {
+  constructor(layout: WeightLayout, batchSize: number, codec: GradientCodec = fp32Codec, buffers = new ReductionBuffers(layout.paramCount), lowRank?: LowRankStep) {
     if (buffers.sum.length !== layout.paramCount) throw new Error(`reduction buffers of ${buffers.sum.length} values for ${layout.paramCount} parameters`);
     this.layout = layout;
     this.codec = codec;
-    this.sum = buffers.sum.fill(0);
+    this.lowRank = lowRank ?? null;
+    // A low-rank step sums projections, shorter than the parameters: the front of the same buffer.
+    const length = lowRank ? lowRank.plan.payloadLength(lowRank.side) : layout.paramCount;
+    this.sum = buffers.sum.subarray(0, length).fill(0);
     this.mean = buffers.mean;
     this.batchStart = 0;
     this.batchEnd = batchSize;
@@ -110,7 +123,7 @@ export class StepReducer {
     const range = this.ranges.get(start);
     if (!range || range.end !== end || range.result) return false;
     if (result.count !== end - start) throw new Error(`shard [${start}, ${end}) reported ${result.count} examples`);
-    if (result.gradient.values.length !== this.sum.length) throw new Error(`shard [${start}, ${end}) sent ${result.gradient.values.length} gradient values for ${this.sum.length} parameters`);
+    if (result.gradient.values.length !== this.sum.length) throw new Error(`shard [${start}, ${end}) sent ${result.gradient.values.length} gradient values; the step sums ${this.sum.length}`);
     range.result = result;
     this.examples += result.count;
     this.shardsAccepted++;
@@ -147,10 +160,14 @@ export class StepReducer {
     const count = this.batchEnd - this.batchStart;
     const gradient = this.mean;
     const sum = this.sum;
-    if (!simdMean(sum, count, gradient)) {
-      for (let i = 0; i < gradient.length; i++) gradient[i] = sum[i] / count;
+    // A low-rank step's mean is a mean projection, which the step's factors turn into the gradient.
+    const mean = this.lowRank ? new Float32Array(sum.length) : gradient;
+    if (!simdMean(sum, count, mean)) {
+      for (let i = 0; i < mean.length; i++) mean[i] = sum[i] / count;
     }
+    if (this.lowRank) this.lowRank.plan.reconstruct(mean, this.lowRank.side, this.lowRank.factors, gradient);
     return {
+      ...(this.lowRank ? { lowRankMean: mean } : {}),
       count,
       examples: this.examples,
       shards: this.shardsAccepted,

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, type GradientCodec } from '@chorus/protocol';
 import type { StepBatch } from '@chorus/train/core';
 import { EvalTally, type EvalShardResult } from './eval-tally.js';
 import { evaluationPlanner, trainingPlanner } from './planners.js';
-import { StepReducer, type ReducibleShard, type ReductionBuffers } from './reducer.js';
+import { StepReducer, type LowRankStep, type ReducibleShard, type ReductionBuffers } from './reducer.js';
 import { ShardRound, type RoundPort } from './shard-round.js';
 
 /** The round port without `send`: what differs between the two kinds of round is what a shard carries. */
@@ -23,9 +23,11 @@ export function trainingRound(input: {
   buffers: ReductionBuffers;
   data: Cifar10;
   port: SharedPort;
+  /** Low-rank runs: the step's plan, side and fixed factors (the gradients are projections). */
+  lowRank?: LowRankStep;
 }): { round: ShardRound<ReducibleShard>; reducer: StepReducer } {
   const { step, batch } = input;
-  const reducer = new StepReducer(input.layout, input.batchSize, input.codec, input.buffers);
+  const reducer = new StepReducer(input.layout, input.batchSize, input.codec, input.buffers, input.lowRank);
   const round = new ShardRound<ReducibleShard>({
     label: `step ${step}`,
     replyName: 'gradient',

@@ -6,6 +6,8 @@ export interface RunConfig extends TrainingConfig {
   preset: string;
   /** Gradients up and weight updates down (--codec); absent means fp32. */
   codec?: CodecName;
+  /** Low-rank gradients of this rank (--low-rank; alternating PowerSGD); absent means full gradients. */
+  lowRank?: number;
 }
 
 export function codecOf(config: RunConfig): CodecName {
@@ -44,7 +46,8 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
 /** The fields that must match for --resume to continue a run. */
 export function configFingerprint(config: RunConfig): Record<string, unknown> {
   // fp32 leaves the codec out, so checkpoints written before codecs existed still match; any
-  // other codec changes the arithmetic and must match to resume.
+  // other codec changes the arithmetic and must match to resume. lowRank is absent unless set
+  // (JSON drops undefined), so it only ever adds to the fingerprint.
   const { codec, ...rest } = config;
   return JSON.parse(JSON.stringify(codec && codec !== 'fp32' ? { ...rest, codec } : rest)) as Record<string, unknown>;
 }

@@ -15,17 +15,20 @@ export interface CheckpointState {
   history?: unknown;
   /** The public weights the workers hold, in fp16 and int8 runs (fp32 runs have none). */
   publicParams?: Float32Array;
+  /** Low-rank runs: the fixed factors of the step at `step` (low-rank.ts). */
+  lowRankFactors?: Float32Array;
 }
 
 /**
  * File format (all integers little-endian):
  *
  *   offset 0   8 bytes  magic "CHORUSCK"
- *   offset 8   u32      format version: 1, or 2 when the file holds public weights
+ *   offset 8   u32      format version: 1, 2 when the file holds public weights, 3 when it
+ *                       holds low-rank factors (with or without public weights)
  *   offset 12  u32      header length H in bytes (a multiple of 8; JSON padded with spaces)
  *   offset 16  H bytes  UTF-8 JSON header (see `Header`)
  *   16 + H     the arrays as raw little-endian float32, in order: params, bnStats, slots...,
- *              then (version 2 only) publicParams
+ *              then publicParams (when the header lists them), then (version 3) lowRankFactors
  *              (the data start is 8-byte aligned, so every array is 4-byte aligned)
  *   end - 32   SHA-256 of every byte before it
  */
@@ -37,6 +40,8 @@ export const CHECKPOINT_VERSION = 1;
  * builds; an older build refuses a version 2 file by its version rather than misreading it.
  */
 export const CHECKPOINT_VERSION_WITH_PUBLIC = 2;
+/** Version 3 adds a low-rank run's factors; other runs keep writing 1 and 2. */
+export const CHECKPOINT_VERSION_WITH_FACTORS = 3;
 const PREAMBLE = 16;
 const DIGEST = 32;
 
@@ -47,7 +52,7 @@ interface Header {
   history?: unknown;
   optimizer: { kind: OptimizerState['kind']; updates: number };
   /** Element counts of the arrays that follow, in file order. */
-  arrays: { params: number; bnStats: number; slots: number[]; publicParams?: number };
+  arrays: { params: number; bnStats: number; slots: number[]; publicParams?: number; lowRankFactors?: number };
 }
 
 /** A checkpoint file that cannot be used: wrong magic, truncated, checksum mismatch... */
@@ -90,6 +95,7 @@ function validateState(state: CheckpointState): void {
     ['params', state.params],
     ['bnStats', state.bnStats],
     ...(state.publicParams === undefined ? [] : [['publicParams', state.publicParams] as [string, unknown]]),
+    ...(state.lowRankFactors === undefined ? [] : [['lowRankFactors', state.lowRankFactors] as [string, unknown]]),
     ...state.optimizer.slots.map((s, i): [string, unknown] => [`optimizer.slots[${i}]`, s]),
   ];
   for (const [name, value] of arrays) {
@@ -116,13 +122,14 @@ function encodeHead(state: CheckpointState): Buffer {
       bnStats: state.bnStats.length,
       slots: state.optimizer.slots.map((s) => s.length),
       ...(state.publicParams === undefined ? {} : { publicParams: state.publicParams.length }),
+      ...(state.lowRankFactors === undefined ? {} : { lowRankFactors: state.lowRankFactors.length }),
     },
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
   const head = Buffer.alloc(PREAMBLE + padded, 0x20);
   head.write(CHECKPOINT_MAGIC, 0, 'latin1');
-  head.writeUInt32LE(state.publicParams === undefined ? CHECKPOINT_VERSION : CHECKPOINT_VERSION_WITH_PUBLIC, 8);
+  head.writeUInt32LE(state.lowRankFactors !== undefined ? CHECKPOINT_VERSION_WITH_FACTORS : state.publicParams === undefined ? CHECKPOINT_VERSION : CHECKPOINT_VERSION_WITH_PUBLIC, 8);
   head.writeUInt32LE(padded, 12);
   json.copy(head, PREAMBLE);
   return head;
@@ -134,8 +141,8 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
   if (buf.length < PREAMBLE + DIGEST) throw new CheckpointFormatError(`file too short (${buf.length} bytes)`);
   if (buf.toString('latin1', 0, 8) !== CHECKPOINT_MAGIC) throw new CheckpointFormatError('not a Chorus checkpoint (bad magic)');
   const version = buf.readUInt32LE(8);
-  if (version !== CHECKPOINT_VERSION && version !== CHECKPOINT_VERSION_WITH_PUBLIC) {
-    throw new CheckpointFormatError(`unsupported checkpoint format version ${version} (this build reads ${CHECKPOINT_VERSION} and ${CHECKPOINT_VERSION_WITH_PUBLIC})`);
+  if (version !== CHECKPOINT_VERSION && version !== CHECKPOINT_VERSION_WITH_PUBLIC && version !== CHECKPOINT_VERSION_WITH_FACTORS) {
+    throw new CheckpointFormatError(`unsupported checkpoint format version ${version} (this build reads ${CHECKPOINT_VERSION}, ${CHECKPOINT_VERSION_WITH_PUBLIC} and ${CHECKPOINT_VERSION_WITH_FACTORS})`);
   }
   const body = buf.length - DIGEST;
   const digest = createHash('sha256').update(buf.subarray(0, body)).digest();
@@ -162,15 +169,21 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
   if (kind !== 'sgd' && kind !== 'adam') throw new CheckpointFormatError('malformed header: optimizer kind');
   if (typeof header.config !== 'object' || header.config === null) throw new CheckpointFormatError('malformed header: config');
   if (!Array.isArray(header.arrays.slots)) throw new CheckpointFormatError('malformed header: slots');
-  const withPublic = version === CHECKPOINT_VERSION_WITH_PUBLIC;
+  const withFactors = version === CHECKPOINT_VERSION_WITH_FACTORS;
+  // Version 3 may hold public weights or not (fp32 low-rank runs have none); 1 and 2 say by their number.
+  const withPublic = withFactors ? 'publicParams' in header.arrays : version === CHECKPOINT_VERSION_WITH_PUBLIC;
   if (withPublic !== ('publicParams' in header.arrays)) {
     throw new CheckpointFormatError(`malformed header: format version ${version} ${withPublic ? 'needs' : 'has no room for'} public weights`);
+  }
+  if (withFactors !== ('lowRankFactors' in header.arrays)) {
+    throw new CheckpointFormatError(`malformed header: format version ${version} ${withFactors ? 'needs' : 'has no room for'} low-rank factors`);
   }
   const lengths = [
     count(header.arrays.params, 'params'),
     count(header.arrays.bnStats, 'bnStats'),
     ...header.arrays.slots.map((n, i) => count(n, `slot ${i}`)),
     ...(withPublic ? [count(header.arrays.publicParams, 'publicParams')] : []),
+    ...(withFactors ? [count(header.arrays.lowRankFactors, 'lowRankFactors')] : []),
   ];
   const dataStart = PREAMBLE + headerLength;
   const expected = dataStart + 4 * lengths.reduce((a, b) => a + b, 0);
@@ -188,7 +201,9 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
     optimizer: { kind, updates: count(header.optimizer.updates, 'optimizer updates'), slots: arrays.slice(2, 2 + header.arrays.slots.length) },
     config: header.config,
   };
-  if (withPublic) state.publicParams = arrays[arrays.length - 1];
+  const slotsEnd = 2 + header.arrays.slots.length;
+  if (withPublic) state.publicParams = arrays[slotsEnd];
+  if (withFactors) state.lowRankFactors = arrays[slotsEnd + (withPublic ? 1 : 0)];
   if ('history' in header) state.history = header.history;
   return state;
 }
@@ -197,5 +212,6 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointState {
 export function checkpointChunks(state: CheckpointState): Uint8Array[] {
   validateState(state);
   const publicParams = state.publicParams === undefined ? [] : [state.publicParams];
-  return [encodeHead(state), ...[state.params, state.bnStats, ...state.optimizer.slots, ...publicParams].map(float32Bytes)];
+  const factors = state.lowRankFactors === undefined ? [] : [state.lowRankFactors];
+  return [encodeHead(state), ...[state.params, state.bnStats, ...state.optimizer.slots, ...publicParams, ...factors].map(float32Bytes)];
 }
