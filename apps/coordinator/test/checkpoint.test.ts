@@ -277,5 +277,32 @@ test('a version that does not match what the header holds, or an unknown version
   const asV3 = Buffer.from(bytes);
   asV3.writeUInt32LE(3, 8);
   const v3 = await rehash(asV3);
-  assert.throws(() => decodeCheckpoint(v3), /unsupported checkpoint format version 3 \(this build reads 1 and 2\)/);
+  assert.throws(() => decodeCheckpoint(v3), /format version 3 needs low-rank factors/);
+  const asV4 = Buffer.from(bytes);
+  asV4.writeUInt32LE(4, 8);
+  const v4 = await rehash(asV4);
+  assert.throws(() => decodeCheckpoint(v4), /unsupported checkpoint format version 4 \(this build reads 1, 2 and 3\)/);
+});
+
+test('low-rank factors round-trip bit-exactly in a version 3 file, with public weights or without', async () => {
+  const dir = await tempDir();
+  const store = new CheckpointStore(dir);
+  for (const [step, extra] of [[5, { publicParams: randomArray(50, 9) }], [6, {}]] as const) {
+    const saved = { ...state(step, 'sgd'), ...extra, lowRankFactors: randomArray(12, step) };
+    const path = await store.save(saved);
+    const bytes = Buffer.from(await readFile(path));
+    assert.equal(bytes.readUInt32LE(8), 3);
+    const loaded = decodeCheckpoint(bytes);
+    assertSameState(loaded, saved);
+    assert.deepEqual(bits(loaded.lowRankFactors!), bits(saved.lowRankFactors));
+    assert.equal('publicParams' in loaded, 'publicParams' in saved);
+    if ('publicParams' in saved) assert.deepEqual(bits(loaded.publicParams!), bits(saved.publicParams));
+  }
+  // A version 2 file claiming factors is refused, as is a version 3 file without them.
+  const path = await store.save({ ...state(7, 'sgd'), publicParams: randomArray(50, 9), lowRankFactors: randomArray(12, 7) });
+  const bytes = Buffer.from(await readFile(path));
+  bytes.writeUInt32LE(2, 8);
+  const { createHash } = await import('node:crypto');
+  createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest().copy(bytes, bytes.length - 32);
+  assert.throws(() => decodeCheckpoint(bytes), /format version 2 has no room for low-rank factors/);
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { LowRankPlan, orthonormalColumns, sideOfStep } from '../src/low-rank.js';
+import { LowRankFeedback, LowRankPlan, orthonormalColumns, sideOfStep } from '../src/low-rank.js';
+import { PROTOCOL_VERSION, ProtocolError, encodeMessage, fp32Codec, int8Codec, parseMessage } from '../src/index.js';
 
 function noise(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -125,4 +126,82 @@ test('initial factors depend on the seed alone', () => {
   const plan = new LowRankPlan(P, TENSORS, 2);
   assert.deepEqual(plan.initialFactors(5), new LowRankPlan(P, TENSORS, 2).initialFactors(5));
   assert.notDeepEqual(plan.initialFactors(5), plan.initialFactors(6));
+});
+
+test('low-rank error feedback: what the coordinator reconstructs plus the new residual is the sum plus the old residual', () => {
+  for (const codec of [fp32Codec, int8Codec]) {
+    const plan = new LowRankPlan(P, TENSORS, 2);
+    const feedback = new LowRankFeedback(plan, codec);
+    let factors = plan.initialFactors(2);
+    for (let step = 0; step < 6; step++) {
+      const side = sideOfStep(step);
+      const before = feedback.carried.slice();
+      const sum = noise(P, 100 + step);
+      const payload = feedback.encode(sum, side, factors);
+      assert.equal(payload.values.length, plan.payloadLength(side));
+      const reconstructed = new Float32Array(P);
+      plan.reconstruct(codec.expand(payload), side, factors, reconstructed);
+      for (let i = 0; i < P; i++) {
+        const kept = reconstructed[i]! + feedback.carried[i]!;
+        assert.ok(Math.abs(kept - (sum[i]! + before[i]!)) < 1e-6, `${codec.name} step ${step} value ${i}`);
+      }
+      // Passthrough values lose nothing under fp32: their residual stays zero.
+      if (codec === fp32Codec) for (const [s, e] of plan.passthrough) for (let i = s; i < e; i++) assert.equal(feedback.carried[i], 0);
+      factors = plan.nextFactors(codec.expand(payload) as Float32Array, side);
+    }
+    feedback.reset();
+    assert.ok(feedback.carried.every((x) => x === 0));
+  }
+});
+
+test('parseMessage holds a low-rank run\'s gradients to the payload length of their step, and its updates to carrying the next factors', () => {
+  const plan = new LowRankPlan(P, TENSORS, 2);
+  const limits = { paramCount: P, bnStatCount: 4, maxShardExamples: 64, codec: 'fp32' as const, lowRank: plan };
+  const gradient = (step: number, length: number) =>
+    encodeMessage({ type: 'gradient', v: PROTOCOL_VERSION, step, shardId: 1, count: 8, lossSum: 1, correct: 0, computeMs: 1, gradient: new Float32Array(length), bnMoments: new Float32Array(4) });
+  assert.equal(parseMessage(gradient(0, plan.payloadLength('right')), limits).type, 'gradient');
+  assert.equal(parseMessage(gradient(1, plan.payloadLength('left')), limits).type, 'gradient');
+  assert.throws(() => parseMessage(gradient(1, plan.payloadLength('right')), limits), (e: unknown) => e instanceof ProtocolError && e.code === 'bad-gradient' && /low-rank payload length on a left step/.test(e.message));
+  assert.throws(() => parseMessage(gradient(0, P), limits), (e: unknown) => e instanceof ProtocolError && e.code === 'bad-gradient');
+  const update = (version: number, factors?: Float32Array) =>
+    encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version, params: new Float32Array(P), bnStats: new Float32Array(4), ...(factors ? { factors } : {}) });
+  assert.equal(parseMessage(update(3, new Float32Array(plan.factorLength('left'))), limits).type, 'update');
+  assert.throws(() => parseMessage(update(3), limits), /update.factors is missing/);
+  assert.throws(() => parseMessage(update(3, new Float32Array(plan.factorLength('right'))), limits), /update.factors has/);
+  assert.throws(() => parseMessage(update(3, Float32Array.of(NaN, ...new Float32Array(plan.factorLength('left') - 1))), limits), ProtocolError);
+  // A run without low-rank gradients refuses factors it would not use.
+  const { lowRank: _, ...plain } = limits;
+  assert.throws(() => parseMessage(update(3, new Float32Array(4)), plain), /update.factors in a run without low-rank gradients/);
+});
+
+test('a welcome names a low-rank run and carries its factors together, or neither', () => {
+  const welcome = (lowRank: boolean, factors: boolean) =>
+    encodeMessage({
+      type: 'welcome', v: PROTOCOL_VERSION, workerId: 'w1', version: 0, params: new Float32Array(3), bnStats: new Float32Array(2),
+      run: { preset: 'tiny', spec: {}, paramCount: 3, bnStatCount: 2, bnGroup: 4, codec: 'fp32', heartbeatMs: 1000, ...(lowRank ? { lowRank: 2 } : {}) },
+      ...(factors ? { factors: new Float32Array(4) } : {}),
+    });
+  assert.equal(parseMessage(welcome(true, true)).type, 'welcome');
+  assert.equal(parseMessage(welcome(false, false)).type, 'welcome');
+  assert.throws(() => parseMessage(welcome(true, false)), /low-rank run \(run.lowRank\) and factors come together/);
+  assert.throws(() => parseMessage(welcome(false, true)), /low-rank run \(run.lowRank\) and factors come together/);
+});
+
+test('any bytes in a low-rank gradient frame: parsed, or refused with a ProtocolError, never anything else', () => {
+  const plan = new LowRankPlan(P, TENSORS, 2);
+  const limits = { paramCount: P, bnStatCount: 4, maxShardExamples: 64, codec: 'int8' as const, lowRank: plan };
+  const valid = encodeMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: 1, shardId: 1, count: 8, lossSum: 1, correct: 0, computeMs: 1, ...(() => { const e = int8Codec.encode(noise(plan.payloadLength('left'), 4)); return { gradient: e.values, scales: e.scales! }; })(), bnMoments: new Float32Array(4) });
+  assert.equal(parseMessage(valid, limits).type, 'gradient');
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.nat(valid.length), (edits, cut) => {
+      const frame = valid.slice(0, Math.max(cut, 4));
+      for (const [at, byte] of edits) if (at < frame.length) frame[at] = byte;
+      try {
+        parseMessage(frame, limits);
+      } catch (error) {
+        assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${String(error)}`);
+      }
+    }),
+    { numRuns: 500 },
+  );
 });
