@@ -296,7 +296,7 @@ test('low-rank factors round-trip bit-exactly in a version 3 file, with public w
     assertSameState(loaded, saved);
     assert.deepEqual(bits(loaded.lowRankFactors!), bits(saved.lowRankFactors));
     assert.equal('publicParams' in loaded, 'publicParams' in saved);
-    if ('publicParams' in saved) assert.deepEqual(bits(loaded.publicParams!), bits(saved.publicParams));
+    if ('publicParams' in saved) assert.deepEqual(bits(loaded.publicParams!), bits(saved.publicParams!));
   }
   // A version 2 file claiming factors is refused, as is a version 3 file without them.
   const path = await store.save({ ...state(7, 'sgd'), publicParams: randomArray(50, 9), lowRankFactors: randomArray(12, 7) });
