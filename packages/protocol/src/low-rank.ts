@@ -98,33 +98,26 @@ export class LowRankPlan {
     let p = 0;
     let f = 0;
     for (const { offset, rows, cols } of this.matrices) {
+      // Row by row, so the matrix is read once in order, against the fixed factor transposed
+      // (rank x n), so every inner loop runs over contiguous memory.
       if (side === 'right') {
         // (M R)[i, k] = sum_j M[i, j] R[j, k]
+        const rt = transposed(factors, f, cols, r);
         for (let i = 0; i < rows; i++) {
           const row = offset + i * cols;
-          for (let k = 0; k < r; k++) {
-            let s = 0;
-            for (let j = 0; j < cols; j++) s += values[row + j]! * factors[f + j * r + k]!;
-            out[p + i * r + k] = s;
-          }
+          for (let k = 0; k < r; k++) out[p + i * r + k] = dotAt(values, row, rt, k * cols, cols);
         }
-        p += rows * r;
-        f += cols * r;
       } else {
-        // (M^T L)[j, k] = sum_i M[i, j] L[i, k]
-        const acc = new Float64Array(cols * r);
+        // (M^T L)[j, k] = sum_i M[i, j] L[i, k], accumulated transposed (rank x cols)
+        const acc = new Float64Array(r * cols);
         for (let i = 0; i < rows; i++) {
           const row = offset + i * cols;
-          for (let k = 0; k < r; k++) {
-            const l = factors[f + i * r + k]!;
-            if (l === 0) continue;
-            for (let j = 0; j < cols; j++) acc[j * r + k] += values[row + j]! * l;
-          }
+          for (let k = 0; k < r; k++) addScaledFrom(acc, k * cols, factors[f + i * r + k]!, values, row, cols);
         }
-        for (let q = 0; q < acc.length; q++) out[p + q] = acc[q]!;
-        p += cols * r;
-        f += rows * r;
+        for (let j = 0; j < cols; j++) for (let k = 0; k < r; k++) out[p + j * r + k] = acc[k * cols + j]!;
       }
+      p += (side === 'right' ? rows : cols) * r;
+      f += (side === 'right' ? cols : rows) * r;
     }
     for (const [s, e] of this.passthrough) {
       out.set(values.subarray(s, e), p);
@@ -144,15 +137,17 @@ export class LowRankPlan {
     let p = 0;
     let f = 0;
     for (const { offset, rows, cols } of this.matrices) {
-      // M^[i, j] = sum_k A[i, k] B[j, k], A rows x rank and B cols x rank.
+      // M^[i, j] = sum_k A[i, k] B[j, k], A rows x rank and B cols x rank; B transposed so the
+      // inner loop runs along a row of the result.
       const [a, b] = side === 'right' ? [p, f] : [f, p];
       const [aSource, bSource] = side === 'right' ? [payload, factors] : [factors, payload];
+      const bt = transposed(bSource, b, cols, r);
+      const row = new Float64Array(cols);
       for (let i = 0; i < rows; i++) {
-        for (let j = 0; j < cols; j++) {
-          let s = 0;
-          for (let k = 0; k < r; k++) s += aSource[a + i * r + k]! * bSource[b + j * r + k]!;
-          out[offset + i * cols + j] = s;
-        }
+        row.fill(0);
+        for (let k = 0; k < r; k++) addScaled(row, aSource[a + i * r + k]!, bt, k * cols, cols);
+        const at = offset + i * cols;
+        for (let j = 0; j < cols; j++) out[at + j] = row[j]!;
       }
       p += (side === 'right' ? rows : cols) * r;
       f += (side === 'right' ? cols : rows) * r;
@@ -200,6 +195,33 @@ export class LowRankPlan {
     if (values.length !== this.paramCount) throw new Error(`low-rank: ${values.length} values for ${this.paramCount} parameters`);
     if (factors.length !== this.factorLength(side)) throw new Error(`low-rank: ${factors.length} factor values, ${this.factorLength(side)} expected`);
   }
+}
+
+// The inner loops, each a small function of its own: V8 optimises these tight, monomorphic
+// loops far better than the same loops inlined in the long functions above.
+
+/** row[j] += x * b[from + j], j < n */
+function addScaled(row: Float64Array, x: number, b: Float64Array, from: number, n: number): void {
+  for (let j = 0; j < n; j++) row[j] += x * b[from + j]!;
+}
+
+/** acc[at + j] += x * v[from + j], j < n */
+function addScaledFrom(acc: Float64Array, at: number, x: number, v: Float32Array, from: number, n: number): void {
+  for (let j = 0; j < n; j++) acc[at + j] += x * v[from + j]!;
+}
+
+/** sum over j < n of v[from + j] * b[at + j] */
+function dotAt(v: Float32Array, from: number, b: Float64Array, at: number, n: number): number {
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += v[from + j]! * b[at + j]!;
+  return sum;
+}
+
+/** The n x rank row-major block of `source` at `from`, transposed (rank x n), in float64. */
+function transposed(source: Float32Array, from: number, n: number, rank: number): Float64Array {
+  const t = new Float64Array(rank * n);
+  for (let j = 0; j < n; j++) for (let k = 0; k < rank; k++) t[k * n + j] = source[from + j * rank + k]!;
+  return t;
 }
 
 /**
