@@ -13,6 +13,9 @@
  *                                                    issue's targets for int8 and fp16 are set)
  *   cd apps/node-worker && npx tsx bench/links.bench.ts [--codec fp32,fp16,int8] [--workers 1,2,4,8]
  *        [--rates 100mbit,1gbit] [--steps 6] [--ms-per-example 12.5]
+ *   npx tsx bench/links.bench.ts --codec int8,int8+lr4 --rates 100mbit/10mbit --ms-per-example 0.5 --workers 8 --steps 10
+ *                                                   (low-rank gradients, --low-rank 4, over a link
+ *                                                    of 100 Mbit/s down and 10 up)
  *
  * Everything lives in namespaces named chorusbench-*: the coordinator's (10.233.i.1 on each
  * worker's veth, and 10.233.0.2 on an unshaped control veth whose host end, chorusbench0, is
@@ -28,16 +31,17 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { getGradientCodec, isCodecName, type Status, type StepRecord } from '@chorus/protocol';
+import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
+import { LowRankPlan, getGradientCodec, isCodecName, type Status, type StepRecord } from '@chorus/protocol';
 import { ensureCapturedGradient } from './captured-gradient.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const cli = new Command()
-  .option('--codec <list>', 'gradient codecs, passed to the coordinator as --codec', process.env.CHORUS_BENCH_CODECS ?? 'fp32,fp16,int8')
+  .option('--codec <list>', 'gradient codecs, passed to the coordinator as --codec; CODEC+lrR adds --low-rank R (e.g. int8+lr4)', process.env.CHORUS_BENCH_CODECS ?? 'fp32,fp16,int8')
   .option('--workers <list>', 'worker counts', process.env.CHORUS_BENCH_WORKERS ?? '1,2,4,8')
-  .option('--rates <list>', 'link rates (tc syntax)', process.env.CHORUS_BENCH_RATES ?? '100mbit,1gbit')
+  .option('--rates <list>', 'link rates (tc syntax), one rate both ways or DOWN/UP (e.g. 100mbit/10mbit)', process.env.CHORUS_BENCH_RATES ?? '100mbit,1gbit')
   .option('--steps <n>', 'measured steps per configuration (after 2 warm-up steps)', Number, 6)
   .option('--ms-per-example <ms>', 'simulated compute per example (12.5: 1.6 s for batch 128 on one worker, 200 ms per shard at 8)', Number, 12.5)
   .parse()
@@ -144,12 +148,14 @@ function setup(): void {
  * least one GSO packet (64 KiB on a veth) and a timer tick's worth of bytes at the rate; the
  * sizes here were checked by timing 2.3 MB each way (verifyShaping).
  */
+/** A link as the bench names it: one rate both ways, or DOWN/UP (e.g. 100mbit/10mbit, home broadband). */
 function shape(rate: string): void {
-  const bits = parseRate(rate);
-  const burst = bits >= 1e9 ? '256kb' : '64kb';
+  const [down, up = down] = rate.split('/') as [string, string?];
+  const burst = (r: string) => (parseRate(r) >= 1e9 ? '256kb' : '64kb');
   for (let i = 1; i <= maxWorkers; i++) {
-    sh('tc', ['-n', COORD_NS, 'qdisc', 'replace', 'dev', `c${i}`, 'root', 'tbf', 'rate', rate, 'burst', burst, 'latency', '400ms']);
-    sh('tc', ['-n', workerNs(i), 'qdisc', 'replace', 'dev', `w${i}`, 'root', 'tbf', 'rate', rate, 'burst', burst, 'latency', '400ms']);
+    // Each end shapes what it sends: the coordinator's end the worker's downlink, the worker's its uplink.
+    sh('tc', ['-n', COORD_NS, 'qdisc', 'replace', 'dev', `c${i}`, 'root', 'tbf', 'rate', down, 'burst', burst(down), 'latency', '400ms']);
+    sh('tc', ['-n', workerNs(i), 'qdisc', 'replace', 'dev', `w${i}`, 'root', 'tbf', 'rate', up!, 'burst', burst(up!), 'latency', '400ms']);
   }
 }
 
@@ -214,9 +220,23 @@ async function socketBytes(): Promise<{ up: number; down: number }> {
  * shard's images and labels (3,073 bytes an example) down, as the codec packs them (int8 with
  * its scales).
  */
-function floorBytes(codec: string, workers: number): { up: number; down: number } {
-  const payload = getGradientCodec(codec).wireBytes(P);
-  return { up: payload, down: payload + (BATCH / workers) * 3073 };
+function floorBytes(spec: string, workers: number): { up: number; down: number } {
+  const { codec, lowRank } = parseSpec(spec);
+  const wire = getGradientCodec(codec);
+  const payload = wire.wireBytes(P);
+  if (lowRank === undefined) return { up: payload, down: payload + (BATCH / workers) * 3073 };
+  // Low-rank: a step's projection up (right and left steps alternate, so their mean), and the
+  // weights down as the codec sends them, with the next step's factors (float32).
+  const plan = new LowRankPlan(P, weightLayout(buildGraph(PRESETS.resnet20v2)).params, lowRank);
+  const up = (wire.wireBytes(plan.payloadLength('right')) + wire.wireBytes(plan.payloadLength('left'))) / 2;
+  const factors = (4 * (plan.factorLength('right') + plan.factorLength('left'))) / 2;
+  return { up, down: payload + factors + (BATCH / workers) * 3073 };
+}
+
+/** A configuration as the bench names it: a codec, and with +lrR low-rank gradients of rank R. */
+function parseSpec(spec: string): { codec: string; lowRank?: number } {
+  const [codec, rank] = spec.split('+lr');
+  return rank === undefined ? { codec: codec! } : { codec: codec!, lowRank: Number(rank) };
 }
 
 async function control(action: 'pause' | 'resume'): Promise<void> {
@@ -288,7 +308,8 @@ async function runConfig(codec: string, rate: string, n: number, codecFlag: bool
     '--initial-old-space-size=64', resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '0.0.0.0', '--port', '8080', '--data', cifarDir,
     '--preset', 'resnet20v2', '--batch', String(BATCH), '--steps', '100000', '--bn-group', String(BN_GROUP), '--warmup', '1',
     '--eval-every', '0', '--eval-examples', '1', '--token', TOKEN, '--min-workers', String(n),
-    ...(codecFlag ? ['--codec', codec] : []),
+    ...(codecFlag ? ['--codec', parseSpec(codec).codec] : []),
+    ...(parseSpec(codec).lowRank === undefined ? [] : ['--low-rank', String(parseSpec(codec).lowRank)]),
   ];
   try {
     const coordinator = start(COORD_NS, coordinatorArgs, root, 'coordinator', tail);
@@ -355,8 +376,8 @@ if (reason) {
   console.log(`links bench skipped: ${reason}`);
   process.exit(0);
 }
-const bad = codecs.filter((c) => !isCodecName(c));
-if (bad.length) throw new Error(`unknown codec ${bad.join(', ')}; use fp32, fp16, int8`);
+const bad = codecs.filter((c) => { const { codec, lowRank } = parseSpec(c); return !isCodecName(codec) || (lowRank !== undefined && !(Number.isInteger(lowRank) && lowRank >= 1)); });
+if (bad.length) throw new Error(`unknown codec ${bad.join(', ')}; use fp32, fp16, int8, optionally with +lrR (R a rank, e.g. int8+lr4)`);
 
 // A coordinator without --codec can only measure fp32: say so rather than fail.
 const help = execFileSync(process.execPath, [resolve(root, 'apps/coordinator/dist/cli.js'), '--help'], { encoding: 'utf8' });
@@ -366,7 +387,11 @@ const codecAt = helpLines.findIndex((l) => l.trimStart().startsWith('--codec'));
 const codecEnd = codecAt < 0 ? -1 : helpLines.findIndex((l, i) => i > codecAt && /^\s*(-|$)/.test(l));
 const codecLine = codecAt < 0 ? '' : helpLines.slice(codecAt, codecEnd < 0 ? undefined : codecEnd).map((l) => l.trim()).join(' ');
 const codecFlag = codecLine !== '';
-const runnable = codecs.filter((c) => c === 'fp32' || new RegExp(`\\b${c}\\b`).test(codecLine));
+const lowRankFlag = helpLines.some((l) => l.trimStart().startsWith('--low-rank'));
+const runnable = codecs.filter((spec) => {
+  const { codec, lowRank } = parseSpec(spec);
+  return (codec === 'fp32' || new RegExp(`\\b${codec}\\b`).test(codecLine)) && (lowRank === undefined || lowRankFlag);
+});
 for (const c of codecs) if (!runnable.includes(c)) console.log(`links bench: codec ${c} skipped: this coordinator's --codec does not offer it (${codecLine.trim() || 'no --codec option'})`);
 
 console.log(`links bench: capturing one real resnet20v2 gradient on WASM (once, cached in ${gradientFile})`);
