@@ -257,18 +257,22 @@ export class ChorusWorker {
         throw new Error(`model mismatch: coordinator says ${message.run.paramCount} parameters, this build has ${this.replica.layout.paramCount}`);
       }
     }
-    this.run = message.run;
-    this.codec = getGradientCodec(message.run.codec);
-    // A welcome is a jump (a join or a rejoin), never one update further: the residual of the
-    // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
-    this.errorFeedback = new ErrorFeedback(this.codec, message.run.paramCount);
-    this.lowRank = null;
+    // Checked before any state changes, so a welcome this worker cannot follow leaves it as it was.
+    const codec = getGradientCodec(message.run.codec);
+    let lowRank: ChorusWorker['lowRank'] = null;
     if (message.run.lowRank !== undefined) {
       const plan = new LowRankPlan(message.run.paramCount, this.replica.layout.params, message.run.lowRank);
       const expected = plan.factorLength(sideOfStep(message.version));
       if (message.factors?.length !== expected) throw new Error(`welcome: ${message.factors?.length ?? 'no'} low-rank factor values; rank ${message.run.lowRank} at v${message.version} needs ${expected}`);
-      this.lowRank = { plan, feedback: new LowRankFeedback(plan, this.codec), factors: message.factors.slice() };
+      lowRank = { plan, feedback: new LowRankFeedback(plan, codec), factors: message.factors.slice() };
     }
+    this.run = message.run;
+    this.codec = codec;
+    // A welcome is a jump (a join or a rejoin), never one update further: the residual of the
+    // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
+    // A low-rank run keeps its residual in its LowRankFeedback instead.
+    this.lowRank = lowRank;
+    this.errorFeedback = lowRank ? null : new ErrorFeedback(codec, message.run.paramCount);
     this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
     this.setParams(this.publicParams ?? message.params);
     this.bnStats = message.bnStats.slice();
@@ -316,8 +320,9 @@ export class ChorusWorker {
 
   private async onAssign(message: Assign): Promise<void> {
     if (!this.replica) return;
-    if (message.version !== this.status.version) {
-      // Cannot happen on an ordered channel unless the coordinator is confused: say so.
+    if (message.version !== this.status.version || (this.lowRank && message.step !== message.version)) {
+      // Cannot happen on an ordered channel unless the coordinator is confused: say so. (A
+      // low-rank gradient is a projection for its step's side, which must be the held version's.)
       this.log('warn', 'skipped an assignment for other weights', { assigned: `v${message.version}`, holding: `v${this.status.version}` });
       return;
     }
@@ -350,8 +355,9 @@ export class ChorusWorker {
       result.computeMs *= slowdown;
     }
     const { gradient, ...rest } = result;
+    // The held factors are those of the held version, which the assign was checked against.
     const encoded = this.lowRank
-      ? this.lowRank.feedback.encode(gradient, sideOfStep(message.step), this.lowRank.factors)
+      ? this.lowRank.feedback.encode(gradient, sideOfStep(message.version), this.lowRank.factors)
       : this.errorFeedback!.encode(gradient);
     this.sendMessage({
       type: 'gradient',

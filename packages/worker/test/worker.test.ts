@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { PRESETS, buildGraph, initialBnStats, initialParams, weightLayout } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
 import { ChorusWorker, type Connect, type TransportEvents } from '../src/index.js';
 
 await tf.setBackend('cpu');
@@ -198,6 +198,37 @@ test('int8 run: sends int8 gradients with error feedback, applies deltas to its 
   link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 8, delta: values, scales, bnStats: initialBnStats(layout) });
   const hello = await link.next('hello');
   assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
+  worker.stop('done');
+  await running;
+});
+
+test('low-rank run: sends its step\'s projection, takes each update\'s factors, and turns away a welcome whose factors do not fit', { timeout: 60_000 }, async (t) => {
+  const plan = new LowRankPlan(layout.paramCount, layout.params, 2);
+  assert.ok(plan.matrices.length > 0, 'the tiny model has matrices to compress at rank 2');
+  const link = new FakeLink();
+  const statuses: string[] = [];
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => { if (s.error) statuses.push(s.error); } });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  const joined = welcome(3) as Extract<Message, { type: 'welcome' }>;
+  // Step 3 is a left step: an R-sized factor (a right step's) does not fit and changes nothing.
+  link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: new Float32Array(plan.factorLength('right')) });
+  await until('the refusal', () => statuses.some((e) => /low-rank factor values/.test(e)));
+  assert.equal(worker.lowRankFactors(), null, 'nothing taken from the refused welcome');
+  const left = plan.nextFactors(new Float32Array(plan.payloadLength('right')).map((_, i) => Math.sin(i)), 'right');
+  link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: left });
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  const g = await link.next('gradient');
+  assert.ok(g.type === 'gradient' && g.gradient instanceof Float32Array);
+  assert.equal(g.gradient.length, plan.payloadLength('left'), 'a left step\'s projection');
+  // The update to version 4 brings the right factors of step 4; the next gradient projects onto them.
+  const right = plan.initialFactors(11);
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, params: joined.params, bnStats: initialBnStats(layout), factors: right });
+  await until('the update\'s factors', () => Buffer.from(worker.lowRankFactors()!.buffer).equals(Buffer.from(right.buffer)));
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 6, augmentSeed: 9, ...shardOf(8) });
+  const g2 = await link.next('gradient');
+  assert.ok(g2.type === 'gradient' && g2.gradient.length === plan.payloadLength('right'), 'a right step\'s projection');
   worker.stop('done');
   await running;
 });
