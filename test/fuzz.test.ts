@@ -18,7 +18,7 @@ import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMet
 import { loadCifar10 } from '@chorus/data/node';
 import { trainLocally } from '@chorus/local-trainer';
 import { PRESETS } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, decodeFrame, encodeMessage, getGradientCodec, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, PROTOCOL_VERSION, decodeFrame, encodeMessage, getGradientCodec, sideOfStep, type Message } from '@chorus/protocol';
 import { cifarDir, startWorker, waitFor } from './support.js';
 
 const SCALE = Math.max(0.1, Number(process.env.CHORUS_FUZZ_SCALE ?? 1));
@@ -320,14 +320,15 @@ test('thousands of hostile frames: each refused, the coordinator stays up, the h
   }
 });
 
-test('compressed runs: mutated fp16 and int8 gradients for a shard the client really holds are refused or counted, never crash', { timeout: 300_000 }, async (t) => {
-  for (const codecName of ['fp16', 'int8'] as const) {
+test('compressed runs: mutated fp16, int8 and low-rank gradients for a shard the client really holds are refused or counted, never crash', { timeout: 300_000 }, async (t) => {
+  for (const [codecName, lowRank] of [['fp16'], ['int8'], ['int8', 2]] as (readonly ['fp16' | 'int8', number?])[]) {
+    const label = `${codecName}${lowRank ? ` low-rank ${lowRank}` : ''}`;
     const codec = getGradientCodec(codecName);
     const metrics = createMetrics();
     const log = createLogger({ quiet: true, write: () => undefined });
     // One BatchNorm group a batch: each fuzz client, alone in the run, holds the whole step.
     const coordinator = new Coordinator({
-      config: { ...config, batch: 8, codec: codecName },
+      config: { ...config, batch: 8, codec: codecName, ...(lowRank ? { lowRank } : {}) },
       options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 1, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, minDeadlineMs: 3_600_000, firstShardDeadlineMs: 3_600_000 },
       data,
       token: TOKEN,
@@ -355,7 +356,9 @@ test('compressed runs: mutated fp16 and int8 gradients for a shard the client re
                 if (m.type !== 'assign' || answered) return;
                 answered = true;
                 const count = m.indices!.length;
-                const sum = Float32Array.from({ length: paramCount }, (_, i) => scale * Math.sin(i + 1) * count);
+                // A low-rank run's gradient is its step's projection, shorter than the parameters.
+                const length = coordinator.lowRank ? coordinator.lowRank.plan.payloadLength(sideOfStep(m.step!)) : paramCount;
+                const sum = Float32Array.from({ length }, (_, i) => scale * Math.sin(i + 1) * count);
                 const { values, scales } = codec.encode(sum);
                 const frame = encodeMessage({
                   type: 'gradient', v: PROTOCOL_VERSION, step: m.step, shardId: m.shardId, count, lossSum: 2 * count, correct: 1, computeMs: 1,
@@ -371,7 +374,7 @@ test('compressed runs: mutated fp16 and int8 gradients for a shard the client re
             if (ended.code === 1000 || ended.code === 1005) counted += 1;
             else {
               refused += 1;
-              assertRefused(ended, `${codecName} gradient`);
+              assertRefused(ended, `${label} gradient`);
             }
           },
         ),
@@ -380,7 +383,7 @@ test('compressed runs: mutated fp16 and int8 gradients for a shard the client re
       assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
       assert.ok(coordinator.params.every(Number.isFinite), 'no refused payload reached the weights');
       assert.ok(coordinator.workerParams.every(Number.isFinite));
-      t.diagnostic(`${codecName}: ${refused} mutated gradients refused, ${counted} counted, ${coordinator.step} steps`);
+      t.diagnostic(`${label}: ${refused} mutated gradients refused, ${counted} counted, ${coordinator.step} steps`);
     } finally {
       coordinator.stop();
       await running.catch(() => undefined);
