@@ -326,11 +326,11 @@ test('?backend=wasm&threads=2: a tab trains a whole run on WASM with the Chorus 
   }
 });
 
-test('int8: a tab on WASM trains next to a Node worker and holds the coordinator\'s public weights bit for bit', { skip, timeout: 300_000 }, async () => {
+for (const lowRank of [undefined, 2]) test(`int8${lowRank ? ' with low-rank gradients' : ''}: a tab on WASM trains next to a Node worker and holds the coordinator's public weights${lowRank ? ' and factors' : ''} bit for bit`, { skip, timeout: 300_000 }, async () => {
   // The codecs' SIMD kernels in Chromium against Node's: every delta the tab applies must give
-  // the bits the coordinator's copy has.
+  // the bits the coordinator's copy has. With low-rank gradients, also the factors it projects onto.
   const dir = await mkdtemp(join(tmpdir(), 'chorus-tab-int8-'));
-  const c = await startCoordinator([...tinyRun(16, 100_000, ['--codec', 'int8']), '--min-workers', '2', '--checkpoint-dir', dir, '--checkpoint-every', '100000']);
+  const c = await startCoordinator([...tinyRun(16, 100_000, ['--codec', 'int8', ...(lowRank ? ['--low-rank', String(lowRank)] : [])]), '--min-workers', '2', '--checkpoint-dir', dir, '--checkpoint-every', '100000']);
   const node = startWorker(c.url, c.token);
   let chromium: Chromium | undefined;
   const control = async (action: 'pause' | 'checkpoint') => {
@@ -365,6 +365,14 @@ test('int8: a tab on WASM trains next to a Node worker and holds the coordinator
     const tabBytes = Buffer.from(Float32Array.from(held).buffer);
     assert.ok(tabBytes.equals(Buffer.from(saved.publicParams.buffer, saved.publicParams.byteOffset, saved.publicParams.byteLength)), `the tab's weights at step ${step} are the coordinator's public weights, bit for bit`);
     assert.ok(!Buffer.from(saved.params.buffer, saved.params.byteOffset, saved.params.byteLength).equals(tabBytes), 'and not the master weights');
+    if (lowRank) {
+      assert.ok(saved.lowRankFactors, 'a low-rank checkpoint holds the factors');
+      const factors = await tab.page.evaluate(() => (window as unknown as { chorus: { lowRankFactors(): Promise<number[] | null> } }).chorus.lowRankFactors());
+      assert.ok(factors, 'the tab holds low-rank factors');
+      assert.ok(Buffer.from(Float32Array.from(factors).buffer).equals(Buffer.from(saved.lowRankFactors.buffer, saved.lowRankFactors.byteOffset, saved.lowRankFactors.byteLength)), `the tab's factors at step ${step} are the coordinator's, bit for bit`);
+      const refused = (await c.status()).events.filter((e) => e.kind === 'refused').map((e) => e.message);
+      assert.deepEqual(refused, [], 'no gradient of the tab or the Node worker was refused');
+    }
   } finally {
     await chromium?.close();
     await node.kill();

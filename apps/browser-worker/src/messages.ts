@@ -79,7 +79,10 @@ export type PageToWorker =
   | { type: 'visibility'; hidden: boolean }
   | { type: 'leave'; reason: string }
   | { type: 'gradient'; id: number; request: GradientRequest }
-  /** The public weights the runtime holds under fp16/int8 (tests compare them with the coordinator's). */
+  /**
+   * The public weights the runtime holds under fp16/int8, and its low-rank factors in a low-rank
+   * run (tests compare them with the coordinator's).
+   */
   | { type: 'publicWeights'; id: number };
 
 export type WorkerToPage =
@@ -91,4 +94,4 @@ export type WorkerToPage =
   | { type: 'stopped'; reason: string }
   | { type: 'fatal'; error: string }
   | { type: 'gradient'; id: number; reply: GradientReply | null; error: string | null }
-  | { type: 'publicWeights'; id: number; weights: Float32Array | null };
+  | { type: 'publicWeights'; id: number; weights: Float32Array | null; factors: Float32Array | null };

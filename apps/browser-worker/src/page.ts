@@ -4,7 +4,7 @@
  *
  * For tests and diagnostics the page exposes `window.chorus` (see ChorusTab): its state, and in
  * ?selftest mode `computeGradient`, which runs one shard through the Web Worker's Replica;
- * in a run, `publicWeights` (under fp16/int8) for comparing with the coordinator's, bit for bit.
+ * in a run, `publicWeights` (under fp16/int8) and `lowRankFactors` (low-rank runs) for comparing with the coordinator's, bit for bit.
  */
 import type { WorkerStatus } from '@chorus/worker';
 // The formatter alone: the package's index would bring the codec and its schemas into the page.
@@ -49,6 +49,8 @@ export interface ChorusTab {
   computeGradient(request: GradientRequestInput): Promise<GradientResult>;
   /** The public weights the tab computes at under fp16/int8 (null under fp32 or before joining). */
   publicWeights(): Promise<number[] | null>;
+  /** The low-rank factors the tab projects onto (null unless a low-rank run). */
+  lowRankFactors(): Promise<number[] | null>;
 }
 
 declare global {
@@ -75,7 +77,7 @@ const leaveButton = $('leave') as HTMLButtonElement;
 let worker: Worker | null = null;
 let nextRequestId = 1;
 const pending = new Map<number, { resolve: (r: GradientResult) => void; reject: (e: Error) => void }>();
-const pendingWeights = new Map<number, (weights: number[] | null) => void>();
+const pendingWeights = new Map<number, (held: { weights: number[] | null; factors: number[] | null }) => void>();
 
 function send(message: PageToWorker, transfer: Transferable[] = []): void {
   worker?.postMessage(message, transfer);
@@ -206,7 +208,7 @@ function onWorkerMessage(message: WorkerToPage): void {
       fail(message.error);
       return;
     case 'publicWeights':
-      pendingWeights.get(message.id)?.(message.weights ? Array.from(message.weights) : null);
+      pendingWeights.get(message.id)?.({ weights: message.weights ? Array.from(message.weights) : null, factors: message.factors ? Array.from(message.factors) : null });
       pendingWeights.delete(message.id);
       break;
     case 'gradient': {
@@ -253,11 +255,12 @@ function computeGradient(input: GradientRequestInput): Promise<GradientResult> {
 
 /** Answers weight requests that the Web Worker, gone now, never will: it holds none. */
 function settleWeightRequests(): void {
-  for (const resolve of pendingWeights.values()) resolve(null);
+  for (const resolve of pendingWeights.values()) resolve({ weights: null, factors: null });
   pendingWeights.clear();
 }
 
-function publicWeights(): Promise<number[] | null> {
+/** What the Web Worker's runtime holds: its public weights and low-rank factors. */
+function held(): Promise<{ weights: number[] | null; factors: number[] | null }> {
   if (!worker) return Promise.reject(new Error('no Web Worker is running'));
   const id = nextRequestId++;
   return new Promise((resolve) => {
@@ -265,6 +268,9 @@ function publicWeights(): Promise<number[] | null> {
     send({ type: 'publicWeights', id });
   });
 }
+
+const publicWeights = async (): Promise<number[] | null> => (await held()).weights;
+const lowRankFactors = async (): Promise<number[] | null> => (await held()).factors;
 
 function main(): void {
   window.chorus = {
@@ -274,6 +280,7 @@ function main(): void {
     leave,
     computeGradient,
     publicWeights,
+    lowRankFactors,
   };
   let options: JoinOptions;
   try {

@@ -198,7 +198,8 @@ self.onmessage = (event: MessageEvent<PageToWorker>) => {
       break;
     case 'publicWeights': {
       const weights = worker?.publicWeights() ?? null;
-      post({ type: 'publicWeights', id: message.id, weights }, weights ? [weights.buffer] : []);
+      const factors = worker?.lowRankFactors() ?? null;
+      post({ type: 'publicWeights', id: message.id, weights, factors }, [...(weights ? [weights.buffer] : []), ...(factors ? [factors.buffer] : [])]);
       break;
     }
     case 'gradient': {
