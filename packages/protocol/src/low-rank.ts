@@ -137,17 +137,19 @@ export class LowRankPlan {
     let p = 0;
     let f = 0;
     for (const { offset, rows, cols } of this.matrices) {
-      // M^[i, j] = sum_k A[i, k] B[j, k], A rows x rank and B cols x rank; B transposed so the
-      // inner loop runs along a row of the result.
+      // M^[i, j] = sum_k A[i, k] B[j, k], A rows x rank and B cols x rank: a row of A held while
+      // the rows of B pass by, in order.
       const [a, b] = side === 'right' ? [p, f] : [f, p];
       const [aSource, bSource] = side === 'right' ? [payload, factors] : [factors, payload];
-      const bt = transposed(bSource, b, cols, r);
-      const row = new Float64Array(cols);
+      const aRow = new Float64Array(r);
       for (let i = 0; i < rows; i++) {
-        row.fill(0);
-        for (let k = 0; k < r; k++) addScaled(row, aSource[a + i * r + k]!, bt, k * cols, cols);
+        for (let k = 0; k < r; k++) aRow[k] = aSource[a + i * r + k]!;
         const at = offset + i * cols;
-        for (let j = 0; j < cols; j++) out[at + j] = row[j]!;
+        for (let j = 0, bj = b; j < cols; j++, bj += r) {
+          let sum = 0;
+          for (let k = 0; k < r; k++) sum += aRow[k]! * bSource[bj + k]!;
+          out[at + j] = sum;
+        }
       }
       p += (side === 'right' ? rows : cols) * r;
       f += (side === 'right' ? cols : rows) * r;
@@ -199,11 +201,6 @@ export class LowRankPlan {
 
 // The inner loops, each a small function of its own: V8 optimises these tight, monomorphic
 // loops far better than the same loops inlined in the long functions above.
-
-/** row[j] += x * b[from + j], j < n */
-function addScaled(row: Float64Array, x: number, b: Float64Array, from: number, n: number): void {
-  for (let j = 0; j < n; j++) row[j] += x * b[from + j]!;
-}
 
 /** acc[at + j] += x * v[from + j], j < n */
 function addScaledFrom(acc: Float64Array, at: number, x: number, v: Float32Array, from: number, n: number): void {
