@@ -7,6 +7,7 @@
  *
  *   npm run build && npx tsx bench/low-rank.bench.ts   (from apps/coordinator)
  */
+import { createRng } from '@chorus/data';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
 import { LowRankFeedback, LowRankPlan, getGradientCodec, sideOfStep, type LowRankSide } from '@chorus/protocol';
 
@@ -36,7 +37,7 @@ for (const rank of [1, 2, 4, 8]) {
   const plan = new LowRankPlan(P, layout.params, rank);
   const up = (side: LowRankSide) => codec.wireBytes(plan.payloadLength(side));
   const feedback = new LowRankFeedback(plan, codec);
-  const factors: Record<LowRankSide, Float32Array> = { right: plan.initialFactors(1), left: new Float32Array(0) };
+  const factors: Record<LowRankSide, Float32Array> = { right: plan.initialFactors(createRng(1)), left: new Float32Array(0) };
   const payloadOf = (side: LowRankSide) => codec.expand(feedback.encode(gradient, side, factors[side])) as Float32Array;
   factors.left = plan.nextFactors(payloadOf('right'), 'right');
   const out = new Float32Array(P);

@@ -133,7 +133,7 @@ async function until<T>(what: string, ms: number, probe: () => T | null | false 
   }
 }
 
-/** N fake workers connected to `url` (fake-workers.ts), on worker threads or this thread; returns their stop. */
+/** N fake workers connected to `url` (lean-workers.ts, or fake-workers.ts with `fleet` ws), on worker threads or this thread; returns their stop. */
 async function startFleet(n: number, url: string, codec: CodecName, fleet = FLEET): Promise<() => Promise<void>> {
   const options = { url, token: TOKEN, codec, paramCount: P, bnStatCount: layout.bnStatCount, delayMs: DELAY_MS };
   if (IN_PROCESS) {

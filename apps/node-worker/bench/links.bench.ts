@@ -303,13 +303,14 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function runConfig(codec: string, rate: string, n: number, codecFlag: boolean): Promise<Row> {
   const tail: string[] = [];
+  const spec = parseSpec(codec);
   const coordinatorArgs = [
     // The V8 flag `npm start` gives the coordinator (package.json; docs/operations.md, "Sizing").
     '--initial-old-space-size=64', resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '0.0.0.0', '--port', '8080', '--data', cifarDir,
     '--preset', 'resnet20v2', '--batch', String(BATCH), '--steps', '100000', '--bn-group', String(BN_GROUP), '--warmup', '1',
     '--eval-every', '0', '--eval-examples', '1', '--token', TOKEN, '--min-workers', String(n),
-    ...(codecFlag ? ['--codec', parseSpec(codec).codec] : []),
-    ...(parseSpec(codec).lowRank === undefined ? [] : ['--low-rank', String(parseSpec(codec).lowRank)]),
+    ...(codecFlag ? ['--codec', spec.codec] : []),
+    ...(spec.lowRank === undefined ? [] : ['--low-rank', String(spec.lowRank)]),
   ];
   try {
     const coordinator = start(COORD_NS, coordinatorArgs, root, 'coordinator', tail);

@@ -105,14 +105,21 @@ export class LowRankPlan {
         const rt = transposed(factors, f, cols, r);
         for (let i = 0; i < rows; i++) {
           const row = offset + i * cols;
-          for (let k = 0; k < r; k++) out[p + i * r + k] = dotAt(values, row, rt, k * cols, cols);
+          for (let k = 0; k < r; k++) {
+            let sum = 0;
+            for (let j = 0, t = k * cols; j < cols; j++, t++) sum += values[row + j]! * rt[t]!;
+            out[p + i * r + k] = sum;
+          }
         }
       } else {
         // (M^T L)[j, k] = sum_i M[i, j] L[i, k], accumulated transposed (rank x cols)
         const acc = new Float64Array(r * cols);
         for (let i = 0; i < rows; i++) {
           const row = offset + i * cols;
-          for (let k = 0; k < r; k++) addScaledFrom(acc, k * cols, factors[f + i * r + k]!, values, row, cols);
+          for (let k = 0; k < r; k++) {
+            const l = factors[f + i * r + k]!;
+            for (let j = 0, t = k * cols; j < cols; j++, t++) acc[t] += values[row + j]! * l;
+          }
         }
         for (let j = 0; j < cols; j++) for (let k = 0; k < r; k++) out[p + j * r + k] = acc[k * cols + j]!;
       }
@@ -178,15 +185,18 @@ export class LowRankPlan {
     return out;
   }
 
-  /** Orthonormal R factors for step 0, from a seed: every peer and a resume compute the same. */
-  initialFactors(seed: number): Float32Array {
-    const random = splitmix32(seed ^ 0x5eed10a7);
+  /**
+   * Orthonormal R factors for step 0 from `uint32`, a deterministic stream of uint32s (the
+   * coordinator's comes from the run's seed, @chorus/data's createRng): the same stream gives
+   * the same bits on every engine, so a rerun starts from the same factors.
+   */
+  initialFactors(uint32: () => number): Float32Array {
     const out = new Float32Array(this.factorLength('right'));
     let f = 0;
     for (const m of this.matrices) {
       const n = m.cols * this.rank;
       const g = new Float32Array(n);
-      for (let q = 0; q < n; q++) g[q] = random() - 0.5;
+      for (let q = 0; q < n; q++) g[q] = uint32() / 4294967296 - 0.5;
       out.set(orthonormalColumns(g, m.cols, this.rank), f);
       f += n;
     }
@@ -197,21 +207,6 @@ export class LowRankPlan {
     if (values.length !== this.paramCount) throw new Error(`low-rank: ${values.length} values for ${this.paramCount} parameters`);
     if (factors.length !== this.factorLength(side)) throw new Error(`low-rank: ${factors.length} factor values, ${this.factorLength(side)} expected`);
   }
-}
-
-// The inner loops, each a small function of its own: V8 optimises these tight, monomorphic
-// loops far better than the same loops inlined in the long functions above.
-
-/** acc[at + j] += x * v[from + j], j < n */
-function addScaledFrom(acc: Float64Array, at: number, x: number, v: Float32Array, from: number, n: number): void {
-  for (let j = 0; j < n; j++) acc[at + j] += x * v[from + j]!;
-}
-
-/** sum over j < n of v[from + j] * b[at + j] */
-function dotAt(v: Float32Array, from: number, b: Float64Array, at: number, n: number): number {
-  let sum = 0;
-  for (let j = 0; j < n; j++) sum += v[from + j]! * b[at + j]!;
-  return sum;
 }
 
 /** The n x rank row-major block of `source` at `from`, transposed (rank x n), in float64. */
@@ -271,18 +266,6 @@ function dot(a: Float64Array, b: Float64Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
-}
-
-/** A small, seeded generator of floats in [0, 1) (splitmix32). */
-function splitmix32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x9e3779b9) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { createRng } from '@chorus/data';
 import { LowRankFeedback, LowRankPlan, orthonormalColumns, sideOfStep } from '../src/low-rank.js';
 import { PROTOCOL_VERSION, ProtocolError, encodeMessage, fp32Codec, int8Codec, parseMessage } from '../src/index.js';
 
@@ -59,7 +60,7 @@ test('orthonormalColumns gives orthonormal columns, also from zero, repeated and
 test('projection then reconstruction keeps a matrix that lies in the fixed factor\'s span exactly (to rounding), and the passthrough values bit for bit', () => {
   const plan = new LowRankPlan(P, TENSORS, 2);
   for (const side of ['right', 'left'] as const) {
-    const factors = side === 'right' ? plan.initialFactors(7) : plan.nextFactors(noise(plan.payloadLength('right'), 3), 'right');
+    const factors = side === 'right' ? plan.initialFactors(createRng(7)) : plan.nextFactors(noise(plan.payloadLength('right'), 3), 'right');
     // M = A B^T with the fixed factor on its side: then projecting loses nothing.
     const values = noise(P, 11);
     let f = 0;
@@ -86,7 +87,7 @@ test('projection then reconstruction keeps a matrix that lies in the fixed facto
 
 test('projection is linear: the sum of two workers\' payloads reconstructs the projection of the summed gradient', () => {
   const plan = new LowRankPlan(P, TENSORS, 3);
-  const factors = plan.initialFactors(1);
+  const factors = plan.initialFactors(createRng(1));
   const a = noise(P, 1);
   const b = noise(P, 2);
   const pa = new Float32Array(plan.payloadLength('right'));
@@ -107,7 +108,7 @@ test('alternating steps converge on a fixed low-rank gradient (one power iterati
     const v = noise(cols * 2, offset + 9);
     for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) g[offset + i * cols + j] = u[i * 2]! * v[j * 2]! + 0.5 * u[i * 2 + 1]! * v[j * 2 + 1]!;
   }
-  let factors = plan.initialFactors(3);
+  let factors = plan.initialFactors(createRng(3));
   let error = Infinity;
   for (let step = 0; step < 4; step++) {
     const side = sideOfStep(step);
@@ -122,17 +123,17 @@ test('alternating steps converge on a fixed low-rank gradient (one power iterati
   assert.ok(error < 1e-5, `after four steps the rank-2 gradient is reproduced to ${error}`);
 });
 
-test('initial factors depend on the seed alone', () => {
+test('initial factors depend on the random stream alone', () => {
   const plan = new LowRankPlan(P, TENSORS, 2);
-  assert.deepEqual(plan.initialFactors(5), new LowRankPlan(P, TENSORS, 2).initialFactors(5));
-  assert.notDeepEqual(plan.initialFactors(5), plan.initialFactors(6));
+  assert.deepEqual(plan.initialFactors(createRng(5)), new LowRankPlan(P, TENSORS, 2).initialFactors(createRng(5)));
+  assert.notDeepEqual(plan.initialFactors(createRng(5)), plan.initialFactors(createRng(6)));
 });
 
 test('low-rank error feedback: what the coordinator reconstructs plus the new residual is the sum plus the old residual', () => {
   for (const codec of [fp32Codec, int8Codec]) {
     const plan = new LowRankPlan(P, TENSORS, 2);
     const feedback = new LowRankFeedback(plan, codec);
-    let factors = plan.initialFactors(2);
+    let factors = plan.initialFactors(createRng(2));
     for (let step = 0; step < 6; step++) {
       const side = sideOfStep(step);
       const before = feedback.carried.slice();
@@ -187,21 +188,30 @@ test('a welcome names a low-rank run and carries its factors together, or neithe
   assert.throws(() => parseMessage(welcome(false, true)), /low-rank run \(run.lowRank\) and factors come together/);
 });
 
-test('any bytes in a low-rank gradient frame: parsed, or refused with a ProtocolError, never anything else', () => {
+test('any bytes in a low-rank gradient, update or welcome frame: parsed, or refused with a ProtocolError, never anything else', () => {
   const plan = new LowRankPlan(P, TENSORS, 2);
   const limits = { paramCount: P, bnStatCount: 4, maxShardExamples: 64, codec: 'int8' as const, lowRank: plan };
-  const valid = encodeMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: 1, shardId: 1, count: 8, lossSum: 1, correct: 0, computeMs: 1, ...(() => { const e = int8Codec.encode(noise(plan.payloadLength('left'), 4)); return { gradient: e.values, scales: e.scales! }; })(), bnMoments: new Float32Array(4) });
-  assert.equal(parseMessage(valid, limits).type, 'gradient');
-  fc.assert(
-    fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.nat(valid.length), (edits, cut) => {
-      const frame = valid.slice(0, Math.max(cut, 4));
-      for (const [at, byte] of edits) if (at < frame.length) frame[at] = byte;
-      try {
-        parseMessage(frame, limits);
-      } catch (error) {
-        assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${String(error)}`);
-      }
-    }),
-    { numRuns: 500 },
-  );
+  const gradient = encodeMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: 1, shardId: 1, count: 8, lossSum: 1, correct: 0, computeMs: 1, ...(() => { const e = int8Codec.encode(noise(plan.payloadLength('left'), 4)); return { gradient: e.values, scales: e.scales! }; })(), bnMoments: new Float32Array(4) });
+  // What a worker reads: an update with the next step's factors, and a welcome with the current ones.
+  const delta = int8Codec.encode(noise(P, 5));
+  const update = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: 3, delta: delta.values, scales: delta.scales!, bnStats: new Float32Array(4), factors: noise(plan.factorLength('left'), 6) });
+  const welcome = encodeMessage({
+    type: 'welcome', v: PROTOCOL_VERSION, workerId: 'w1', version: 3, params: noise(P, 7), bnStats: new Float32Array(4), factors: noise(plan.factorLength('left'), 8),
+    run: { preset: 'tiny', spec: {}, paramCount: P, bnStatCount: 4, bnGroup: 4, codec: 'int8', lowRank: 2, heartbeatMs: 1000 },
+  });
+  for (const [valid, frameLimits] of [[gradient, limits], [update, limits], [welcome, undefined]] as const) {
+    assert.ok(parseMessage(valid, frameLimits));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.nat(valid.length), (edits, cut) => {
+        const frame = valid.slice(0, Math.max(cut, 4));
+        for (const [at, byte] of edits) if (at < frame.length) frame[at] = byte;
+        try {
+          parseMessage(frame, frameLimits);
+        } catch (error) {
+          assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${String(error)}`);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  }
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { createRng } from '@chorus/data';
 import { PRESETS, buildGraph, initialBnStats, initialParams, weightLayout } from '@chorus/model';
 import { CLOSE_CODES, LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
 import { ChorusWorker, type Connect, type TransportEvents } from '../src/index.js';
@@ -223,7 +224,7 @@ test('low-rank run: sends its step\'s projection, takes each update\'s factors, 
   assert.ok(g.type === 'gradient' && g.gradient instanceof Float32Array);
   assert.equal(g.gradient.length, plan.payloadLength('left'), 'a left step\'s projection');
   // The update to version 4 brings the right factors of step 4; the next gradient projects onto them.
-  const right = plan.initialFactors(11);
+  const right = plan.initialFactors(createRng(11));
   link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, params: joined.params, bnStats: initialBnStats(layout), factors: right });
   await until('the update\'s factors', () => Buffer.from(worker.lowRankFactors()!.buffer).equals(Buffer.from(right.buffer)));
   link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 6, augmentSeed: 9, ...shardOf(8) });

@@ -1,4 +1,4 @@
-import type { Cifar10 } from '@chorus/data';
+import { createRng, type Cifar10 } from '@chorus/data';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model/core';
 import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
 import { MasterState } from '@chorus/train/core';
@@ -99,7 +99,8 @@ export class Coordinator {
     this.publicWeights = this.codec.name === 'fp32' ? null : new PublicWeights(this.codec, this.master.params);
     if (deps.config.lowRank !== undefined) {
       const plan = new LowRankPlan(this.layout.paramCount, this.layout.params, deps.config.lowRank);
-      this.lowRank = { plan, factors: plan.initialFactors(deps.config.seed) };
+      // A stream of its own from the run's seed, apart from the data order's.
+      this.lowRank = { plan, factors: plan.initialFactors(createRng(deps.config.seed ^ 0x5eed10a7)) };
     } else {
       this.lowRank = null;
     }
