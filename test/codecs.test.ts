@@ -9,8 +9,8 @@ import { CheckpointStore, ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, create
 import { loadCifar10 } from '@chorus/data/node';
 import { PRESETS } from '@chorus/model';
 import { connectWs } from '@chorus/node-worker';
-import type { CodecName } from '@chorus/protocol';
-import { ChorusWorker } from '@chorus/worker';
+import { encodeMessage, parseMessage, type CodecName } from '@chorus/protocol';
+import { ChorusWorker, type Connect } from '@chorus/worker';
 import { bounded, cifarDir } from './support.js';
 
 tf.env().set('PROD', true);
@@ -150,5 +150,60 @@ for (const [codec, lowRank] of [['int8'], ['int8', 2], ['fp32', 2]] as [CodecNam
     if (codec !== 'fp32') for (const held of resumed.held) assert.ok(bytesOf(held!).equals(bytesOf(resumed.publicWeights)), 'the resumed workers hold the public weights');
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a worker built before low-rank gradients is refused once at hello, with the reason, and stops; an older run still admits it', { timeout: 120_000 }, async () => {
+  // The real worker, with a transport that sends its hello as a build without features would.
+  const asOlderBuild: Connect = async (url, events) => {
+    const transport = await connectWs(url, events);
+    return {
+      send(frame) {
+        const message = parseMessage(frame);
+        if (message.type !== 'hello') return transport.send(frame);
+        const { features: _features, ...older } = message;
+        transport.send(encodeMessage(older));
+      },
+      close: (code, reason) => transport.close(code, reason),
+    };
+  };
+  for (const lowRank of [2, undefined]) {
+    const metrics = createMetrics();
+    const coordinator = new Coordinator({
+      config: { ...base, steps: 2, codec: 'int8', ...(lowRank ? { lowRank } : {}) },
+      options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 1, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
+      data,
+      token: 'secret',
+      log: createLogger({ quiet: true }),
+      metrics,
+    });
+    const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log: createLogger({ quiet: true }) });
+    const { port } = await server.listen();
+    const worker = new ChorusWorker({
+      url: `ws://127.0.0.1:${port}/ws`,
+      token: 'secret',
+      connect: asOlderBuild,
+      runtime: { kind: 'node', backend: 'wasm', device: 'test', cores: 1, microBatch: 32, agent: 'older build' },
+    });
+    const running = coordinator.run();
+    try {
+      if (lowRank) {
+        await assert.rejects(bounded(worker.start(), 30_000, 'the older worker to stop'), /low-rank gradients \(--low-rank 2\); this worker's build does not: update it/);
+        const refusals = coordinator.history.events.filter((e) => e.kind === 'refused');
+        assert.equal(refusals.length, 1, `refused once, not in a loop: ${JSON.stringify(refusals)}`);
+        assert.equal(coordinator.step, 0, 'nothing trained');
+      } else {
+        const working = worker.start();
+        await bounded(running, 60_000, 'the run without low-rank to end');
+        worker.stop();
+        await working;
+        assert.equal(coordinator.step, 2, 'the older worker trained the run');
+      }
+    } finally {
+      coordinator.stop();
+      worker.stop();
+      await running.catch(() => undefined);
+      await server.close();
+    }
   }
 });

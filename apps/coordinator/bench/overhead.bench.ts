@@ -81,6 +81,16 @@ async function cpuMsOf(pid: number): Promise<number> {
 }
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
+/**
+ * How to start the server under test: node itself, or node through taskset where
+ * CHORUS_BENCH_COORDINATOR_CPUS names the CPUs it gets (the bare server gets the same, so the
+ * floor stays comparable).
+ */
+function pinned(): [string, string[]] {
+  const cpus = process.env.CHORUS_BENCH_COORDINATOR_CPUS;
+  return cpus ? ['taskset', ['-c', cpus, process.execPath]] : [process.execPath, []];
+}
+
 /** A coordinator process as users start it (compiled, no TypeScript loader in its heap, npm start's V8 flag). */
 async function startCoordinator(n: number, codec: CodecName): Promise<{ base: string; port: number; pid: number; stop: () => Promise<void> }> {
   // CHORUS_BENCH_PROFILE=DIR: a CPU profile of the coordinator process, written to DIR.
@@ -90,8 +100,7 @@ async function startCoordinator(n: number, codec: CodecName): Promise<{ base: st
   const flags = process.env.CHORUS_BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
   // CHORUS_BENCH_COORDINATOR_CPUS=0: the coordinator pinned to those CPUs (taskset), as if on a
   // machine of its own; run the bench itself with `taskset -c 1` to keep the fake fleet off them.
-  const pin = process.env.CHORUS_BENCH_COORDINATOR_CPUS;
-  const [command, prefix] = pin ? ['taskset', ['-c', pin, process.execPath]] : [process.execPath, []];
+  const [command, prefix] = pinned();
   const child = spawn(command, [
     ...prefix, ...profile, ...COORDINATOR_NODE_FLAGS, ...flags, resolve(root, 'apps/coordinator/dist/cli.js'), '--host', '127.0.0.1', '--port', '0', '--data', cifarDir, '--preset', 'resnet20v2',
     '--batch', String(BATCH), '--steps', '1000000', '--bn-group', '8', '--warmup', '1', '--eval-every', '0', '--eval-examples', '1',
@@ -160,7 +169,8 @@ async function startFleet(n: number, url: string, codec: CodecName, fleet = FLEE
  * fleet cost on this machine before Chorus does anything.
  */
 async function runBare(n: number, codec: CodecName): Promise<{ codec: CodecName; workers: number; stepMs: number; overheadMs: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./ws-floor.ts', import.meta.url).pathname, String(n), codec, String(P), String(layout.bnStatCount), String(STEPS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, prefix] = pinned();
+  const child = spawn(command, [...prefix, '--import', 'tsx', new URL('./ws-floor.ts', import.meta.url).pathname, String(n), codec, String(P), String(layout.bnStatCount), String(STEPS)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { output += d.toString(); });

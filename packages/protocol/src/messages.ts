@@ -71,7 +71,21 @@ export interface Hello {
   runtime: WorkerRuntime;
   /** Set when reconnecting, so the coordinator can recognise the worker. */
   workerId?: string;
+  /**
+   * What this build speaks beyond protocol version 1's first form (WORKER_FEATURES). A run
+   * that needs a feature refuses a worker that does not list it, with a close code every build
+   * treats as final, where it would otherwise be refused step after step and reconnect for ever.
+   */
+  features?: string[];
 }
+
+/**
+ * The features this build's workers speak: `low-rank` is a run's `lowRank` (low-rank.ts), whose
+ * gradients are projections and whose welcome and updates carry factors. A build that predates
+ * a feature reads those fields as absent and would send gradients the run cannot use.
+ */
+export const WORKER_FEATURES = ['low-rank'] as const;
+export type WorkerFeature = (typeof WORKER_FEATURES)[number];
 
 export interface Welcome {
   type: 'welcome';

@@ -141,12 +141,17 @@ const runtime: z.ZodType<WorkerRuntime> = z.object({
   backends: z.array(backendMeasurement).max(BACKEND_LIMITS.maxEntries).optional(),
 });
 
+/** hello.features: a short list of short names. */
+const FEATURE_LIMITS = { maxEntries: 32, name: 32 } as const;
+
 const hello: z.ZodType<Hello> = z.object({
   type: z.literal('hello'),
   v: version,
   token: text(STRING_LIMITS.token),
   runtime,
   workerId: text(STRING_LIMITS.workerId).min(1).optional(),
+  // Names this side does not know are kept (a newer worker's), so only their size is bounded.
+  features: z.array(text(FEATURE_LIMITS.name)).max(FEATURE_LIMITS.maxEntries).optional(),
 });
 
 const run: z.ZodType<RunDescription> = z.object({

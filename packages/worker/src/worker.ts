@@ -3,6 +3,7 @@ import { Replica } from '@chorus/train';
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
+  WORKER_FEATURES,
   encodeMessage,
   parseMessage,
   type Assign,
@@ -181,6 +182,7 @@ export class ChorusWorker {
         v: PROTOCOL_VERSION,
         token: this.options.token,
         runtime: this.options.runtime,
+        features: [...WORKER_FEATURES],
         ...(this.status.workerId ? { workerId: this.status.workerId } : {}),
       });
       const { code, reason } = await closedPromise;

@@ -147,6 +147,10 @@ export class WorkerSockets {
             return refuse('bad-token', 'wrong join token');
           }
           this.authThrottle.success(remote);
+          // Final for every build (bad-version): an older worker would otherwise be admitted,
+          // refused at its first gradient and reconnect for ever.
+          const unmet = coordinator.unmetFeature(message.features);
+          if (unmet) return refuse('bad-version', unmet);
           authenticate();
           worker = coordinator.fleet.admit(conn, message);
           return;

@@ -1,6 +1,6 @@
 import { createRng, type Cifar10 } from '@chorus/data';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model/core';
-import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update } from '@chorus/protocol';
+import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update, type WorkerFeature } from '@chorus/protocol';
 import { MasterState } from '@chorus/train/core';
 import type { Connection } from '../http/connection.js';
 import type { Logger } from '../ops/logger.js';
@@ -65,6 +65,17 @@ export class Coordinator {
    */
   readonly lowRank: { plan: LowRankPlan; factors: Float32Array } | null;
   private readonly master: MasterState;
+
+  /**
+   * Why a worker whose hello lists `features` cannot take part in this run, or null when it
+   * can: a low-rank run needs workers that send projections and follow the factors.
+   */
+  unmetFeature(features: readonly string[] | undefined): string | null {
+    const needs: { feature: WorkerFeature; because: string }[] = this.lowRank ? [{ feature: 'low-rank', because: `this run sends low-rank gradients (--low-rank ${this.lowRank.plan.rank})` }] : [];
+    const unmet = needs.find(({ feature }) => !features?.includes(feature));
+    // Short: the reason travels in a close frame (at most 123 bytes).
+    return unmet ? `${unmet.because}; this worker's build does not: update it` : null;
+  }
   /**
    * Under fp16 and int8, the weights every worker holds (and computes its gradients at): each
    * update is a compressed delta toward the master, applied here exactly as the workers apply
