@@ -223,6 +223,38 @@ test('straggler: a worker stopped (SIGSTOP) mid-step has its shard re-issued and
   }
 });
 
+test('straggler under int8: its late gradient is not counted, and it takes back what its error feedback kept of it', { timeout: 180_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'chorus-straggler-int8-'));
+  // Long enough that the run is still going when the stopped worker wakes and reads the update.
+  const steps = 60;
+  const c = await startCoordinator([...twoGroupArgs(dir, steps), '--min-workers', '2', '--codec', 'int8']);
+  const slow = twoGroupWorker(c, ['--slowdown', '3']);
+  const fast = twoGroupWorker(c);
+  try {
+    const slowId = await idOf(slow);
+    await waitFor('step 2', async () => (await c.status()).step >= 2);
+    slow.child.kill('SIGSTOP');
+    const reissuedIn = await waitFor(`the shard of ${slowId} to be re-issued`, async () => {
+      for (const e of await eventsOf(c)) {
+        const m = /^reissue: shard \[\d+, \d+\) of step (\d+) re-issued: worker (\w+) missed its deadline$/.exec(e);
+        if (m && m[2] === slowId) return Number(m[1]);
+      }
+      return null;
+    });
+    await waitFor(`step ${reissuedIn} to complete`, async () => (await c.status()).step > reissuedIn);
+    slow.child.kill('SIGCONT');
+    // It finishes the shard, sends it late, then reads the update that counted the other
+    // worker's shard instead of its own.
+    await waitFor('the woken worker to take back its uncounted gradient', () => /a gradient of this worker was not counted/.test(slow.output));
+    assert.equal(await c.proc.exit(), 0, c.proc.output);
+    assert.equal((await finalCheckpoint(dir, steps)).step, steps);
+  } finally {
+    await Promise.all([slow.kill(), fast.kill()]);
+    await c.proc.kill();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('heartbeat: a worker silent past --heartbeat-timeout is dropped, training goes on, and it rejoins when it wakes', { timeout: 180_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-heartbeat-'));
   // Room after the rejoin: a tiny-model step takes tens of milliseconds, so several run

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { concatSplits, type Cifar10Split } from '@chorus/data';
 import { PRESETS } from '@chorus/model';
-import { CLOSE_CODES, PROTOCOL_VERSION, STRING_LIMITS, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
+import { CLOSE_CODES, FEATURE_LIMITS, PROTOCOL_VERSION, STRING_LIMITS, encodeMessage, parseMessage, type Message } from '@chorus/protocol';
 import { AuthThrottle, DEFAULT_ADMISSION_LIMITS, MAX_AUTH_HOLD_MS, type AdmissionLimits } from '../src/http/admission.js';
 import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics } from '../src/index.js';
 
@@ -228,6 +228,7 @@ test('the largest hello the protocol accepts fits under the default pre-hello fr
       kind: 'browser', backend: wide(STRING_LIMITS.runtime), device: wide(STRING_LIMITS.runtime), cores: 4096, microBatch: 65536, agent: wide(STRING_LIMITS.runtime),
       backends: Array.from({ length: 8 }, () => ({ name: wide(32), imagesPerSecond: 1e7, skipped: wide(300) })),
     },
+    features: Array.from({ length: FEATURE_LIMITS.maxEntries }, (_, i) => `${i}`.padEnd(FEATURE_LIMITS.name, 'x')),
   } as unknown as Message;
   const frame = encodeMessage(largest);
   assert.equal(parseMessage(frame).type, 'hello', 'it is a valid hello');

@@ -55,6 +55,17 @@ export class ErrorFeedback {
     this.residual?.fill(0);
   }
 
+  /**
+   * Takes `part` back out of the carried residual: what one encode added to it, for a shard the
+   * coordinator did not count (UncountedShards). No-op for fp32, which carries nothing.
+   */
+  withdraw(part: Float32Array): void {
+    const { residual } = this;
+    if (!residual) return;
+    if (part.length !== residual.length) throw new Error(`error feedback: withdrawing ${part.length} values from ${residual.length}`);
+    for (let i = 0; i < residual.length; i++) residual[i] -= part[i];
+  }
+
   /** The residual carried into the next encode (read-only view, for tests and diagnostics). */
   get carried(): Float32Array | null {
     return this.residual;

@@ -62,3 +62,6 @@ export interface ValidationLimits {
   /** Frames above this are refused as 'too-large'; default MAX_FRAME_BYTES. */
   maxFrameBytes?: number;
 }
+
+/** hello.features: a short list of short lower-case ASCII names (a-z, 0-9, '-'). */
+export const FEATURE_LIMITS = { maxEntries: 16, name: 32 } as const;

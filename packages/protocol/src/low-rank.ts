@@ -307,6 +307,13 @@ export class LowRankFeedback {
     this.residual.fill(0);
   }
 
+  /** Takes `part` back out of the carried residual (ErrorFeedback.withdraw). */
+  withdraw(part: Float32Array): void {
+    const { residual } = this;
+    if (part.length !== residual.length) throw new Error(`low-rank feedback: withdrawing ${part.length} values from ${residual.length}`);
+    for (let i = 0; i < residual.length; i++) residual[i] -= part[i]!;
+  }
+
   /** The residual carried into the next encode (read-only view, for tests). */
   get carried(): Float32Array {
     return this.residual;

@@ -25,7 +25,7 @@ import type {
 import { ERROR_CODES, PROTOCOL_VERSION, type ErrorCode } from './messages.js';
 import { firstNonFinite } from './finite.js';
 import { CODEC_NAMES, payloadProblem } from './gradient-codec.js';
-import { EXAMPLE_BYTES, MAX_LOW_RANK, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
+import { EXAMPLE_BYTES, FEATURE_LIMITS, MAX_LOW_RANK, MAX_SPEC_DEPTH, NUM_CLASSES, RUNTIME_LIMITS, STRING_LIMITS } from './limits.js';
 
 export { firstNonFinite };
 
@@ -141,17 +141,15 @@ const runtime: z.ZodType<WorkerRuntime> = z.object({
   backends: z.array(backendMeasurement).max(BACKEND_LIMITS.maxEntries).optional(),
 });
 
-/** hello.features: a short list of short names. */
-const FEATURE_LIMITS = { maxEntries: 32, name: 32 } as const;
-
 const hello: z.ZodType<Hello> = z.object({
   type: z.literal('hello'),
   v: version,
   token: text(STRING_LIMITS.token),
   runtime,
   workerId: text(STRING_LIMITS.workerId).min(1).optional(),
-  // Names this side does not know are kept (a newer worker's), so only their size is bounded.
-  features: z.array(text(FEATURE_LIMITS.name)).max(FEATURE_LIMITS.maxEntries).optional(),
+  // Names this side does not know are kept (a newer worker's), so only their form and number are
+  // bounded: short ASCII names, so the largest hello still fits the pre-hello frame limit.
+  features: z.array(z.string().max(FEATURE_LIMITS.name).regex(/^[a-z0-9][a-z0-9-]*$/)).max(FEATURE_LIMITS.maxEntries).optional(),
 });
 
 const run: z.ZodType<RunDescription> = z.object({
@@ -241,6 +239,7 @@ const update: z.ZodType<Update> = z
     scales: float32s.optional(),
     bnStats: finiteFloats('malformed'),
     factors: finiteFloats('malformed').optional(),
+    counted: int32s.optional(),
   })
   .superRefine((msg, ctx) => {
     if ((msg.params === undefined) === (msg.delta === undefined)) {

@@ -94,6 +94,10 @@ function checkLimits(msg: Message, limits: ValidationLimits): void {
       } else if (msg.factors && limits.paramCount !== undefined) {
         throw new ProtocolError('malformed', 'update.factors in a run without low-rank gradients');
       }
+      // A step has at most one shard an example.
+      if (msg.counted && limits.maxShardExamples !== undefined && msg.counted.length > limits.maxShardExamples) {
+        throw new ProtocolError('malformed', `update.counted names ${msg.counted.length} shards; a step has at most ${limits.maxShardExamples}`);
+      }
       break;
     }
     // A shard over the cap is refused for its size, like an oversized frame: the receiver

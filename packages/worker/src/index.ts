@@ -4,3 +4,4 @@ export * from './shard-input.js';
 export * from './compute-shard.js';
 export * from './measure.js';
 export * from './replica-pool.js';
+export * from './uncounted-shards.js';

@@ -3,6 +3,7 @@ import { Replica } from '@chorus/train';
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
+  closeReason,
   WORKER_FEATURES,
   encodeMessage,
   parseMessage,
@@ -25,6 +26,7 @@ import {
   type LogFields,
   type LogLevel,
 } from '@chorus/protocol';
+import { UncountedShards } from './uncounted-shards.js';
 import { computeShard, type ShardComputer } from './compute-shard.js';
 import { shardImages } from './shard-input.js';
 import type { Connect, Transport } from './transport.js';
@@ -97,6 +99,8 @@ export class ChorusWorker {
   private errorFeedback: ErrorFeedback | null = null;
   /** Low-rank runs: the plan, the uplink with its residual, and the fixed factors of the step at the held version. */
   private lowRank: { plan: LowRankPlan; feedback: LowRankFeedback; factors: Float32Array } | null = null;
+  /** What the residual kept of each gradient sent, until the next update says whether it counted. */
+  private readonly uncounted = new UncountedShards();
   /** The weights the replica holds, and a counter of their changes, for a shardComputer. */
   private params: Float32Array | null = null;
   private paramsVersion = 0;
@@ -213,7 +217,7 @@ export class ChorusWorker {
     }
     switch (message.type) {
       case 'welcome':
-        this.enqueue(() => this.onWelcome(message));
+        this.enqueue(() => this.joinOrLeave(message));
         break;
       case 'assign':
         this.enqueue(() => this.onAssign(message));
@@ -246,6 +250,25 @@ export class ChorusWorker {
     });
   }
 
+  /**
+   * A welcome this build cannot follow (another model layout, factors that do not fit) ends the
+   * worker with the reason: staying connected would leave it admitted and silent, handed shards it
+   * never answers until the coordinator drops it, and a reconnect would only bring the same welcome.
+   */
+  private joinOrLeave(message: Welcome): void {
+    try {
+      this.onWelcome(message);
+    } catch (error) {
+      const reason = `cannot follow this coordinator's run: ${error instanceof Error ? error.message : String(error)}`;
+      this.log('error', reason);
+      if (this.stopping) return;
+      this.stopping = true;
+      this.sendMessage({ type: 'bye', v: PROTOCOL_VERSION, reason: closeReason(reason) });
+      this.transport?.close(CLOSE_CODES.normal, closeReason(reason));
+      this.finished?.(new Error(reason));
+    }
+  }
+
   private onWelcome(message: Welcome): void {
     const specJson = JSON.stringify(message.run.spec);
     if (!this.replica || specJson !== this.specJson || this.replica.bnGroup !== message.run.bnGroup) {
@@ -259,7 +282,7 @@ export class ChorusWorker {
         throw new Error(`model mismatch: coordinator says ${message.run.paramCount} parameters, this build has ${this.replica.layout.paramCount}`);
       }
     }
-    // Checked before any state changes, so a welcome this worker cannot follow leaves it as it was.
+    // Checked before the run's state changes (joinOrLeave then ends the worker).
     const codec = getGradientCodec(message.run.codec);
     let lowRank: ChorusWorker['lowRank'] = null;
     if (message.run.lowRank !== undefined) {
@@ -275,6 +298,7 @@ export class ChorusWorker {
     // A low-rank run keeps its residual in its LowRankFeedback instead.
     this.lowRank = lowRank;
     this.errorFeedback = lowRank ? null : new ErrorFeedback(codec, message.run.paramCount);
+    this.uncounted.clear();
     this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
     this.setParams(this.publicParams ?? message.params);
     this.bnStats = message.bnStats.slice();
@@ -285,6 +309,12 @@ export class ChorusWorker {
 
   private onUpdate(message: Update): void {
     if (!this.replica || !this.codec) return;
+    if (this.lowRank && message.factors?.length !== this.lowRank.plan.factorLength(sideOfStep(message.version))) {
+      // Checked here too: an update parsed before this worker's welcome was applied met no limits.
+      this.log('warn', "an update's low-rank factors do not fit; rejoining for the run's", { update: `v${message.version}`, factors: message.factors?.length ?? 0 });
+      this.transport?.close(CLOSE_CODES.normal, 'update factors do not fit');
+      return;
+    }
     if (message.params) {
       this.setParams(message.params);
     } else if (message.delta && this.publicParams) {
@@ -301,6 +331,8 @@ export class ChorusWorker {
     // Validated against the plan (parseMessage): the factors of the step at this version.
     if (this.lowRank && message.factors) this.lowRank.factors = message.factors.slice();
     this.bnStats = message.bnStats.slice();
+    const takenBack = this.uncounted.settle(message.version, message.counted, this.lowRank?.feedback ?? this.errorFeedback);
+    if (takenBack.length) this.log('info', 'a gradient of this worker was not counted (its shard went to another worker); its error feedback takes back what it kept of it', { shards: takenBack.join(', '), step: message.version - 1 });
     this.setStatus({ version: message.version });
   }
 
@@ -313,6 +345,11 @@ export class ChorusWorker {
   /** The low-rank factors this worker projects onto (a copy; null unless a low-rank run), for tests. */
   lowRankFactors(): Float32Array | null {
     return this.lowRank?.factors.slice() ?? null;
+  }
+
+  /** The residual its error feedback carries into the next gradient (a copy; null when none, as under fp32), for tests. */
+  residual(): Float32Array | null {
+    return (this.lowRank?.feedback ?? this.errorFeedback)?.carried?.slice() ?? null;
   }
 
   /** The public weights this worker computes at (a copy), for tests that compare workers bit for bit. */
@@ -358,9 +395,10 @@ export class ChorusWorker {
     }
     const { gradient, ...rest } = result;
     // The held factors are those of the held version, which the assign was checked against.
-    const encoded = this.lowRank
-      ? this.lowRank.feedback.encode(gradient, sideOfStep(message.version), this.lowRank.factors)
-      : this.errorFeedback!.encode(gradient);
+    const lowRank = this.lowRank;
+    const encoded = lowRank
+      ? this.uncounted.encode(lowRank.feedback, message.shardId, message.step, () => lowRank.feedback.encode(gradient, sideOfStep(message.version), lowRank.factors))
+      : this.uncounted.encode(this.errorFeedback!, message.shardId, message.step, () => this.errorFeedback!.encode(gradient));
     this.sendMessage({
       type: 'gradient',
       v: PROTOCOL_VERSION,

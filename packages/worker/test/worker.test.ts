@@ -203,20 +203,65 @@ test('int8 run: sends int8 gradients with error feedback, applies deltas to its 
   await running;
 });
 
-test('low-rank run: sends its step\'s projection, takes each update\'s factors, and turns away a welcome whose factors do not fit', { timeout: 60_000 }, async (t) => {
-  const plan = new LowRankPlan(layout.paramCount, layout.params, 2);
-  assert.ok(plan.matrices.length > 0, 'the tiny model has matrices to compress at rank 2');
+test('int8 run: a gradient the next update did not count is taken back out of the residual; a counted one stays in it', { timeout: 60_000 }, async (t) => {
   const link = new FakeLink();
-  const statuses: string[] = [];
-  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => { if (s.error) statuses.push(s.error); } });
+  let version = -1;
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => { version = s.version; } });
   const running = worker.start();
   t.after(() => worker.stop());
   await link.next('hello');
   const joined = welcome(3) as Extract<Message, { type: 'welcome' }>;
-  // Step 3 is a left step: an R-sized factor (a right step's) does not fit and changes nothing.
-  link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: new Float32Array(plan.factorLength('right')) });
-  await until('the refusal', () => statuses.some((e) => /low-rank factor values/.test(e)));
-  assert.equal(worker.lowRankFactors(), null, 'nothing taken from the refused welcome');
+  link.deliver({ ...joined, run: { ...joined.run, codec: 'int8' } });
+  const coordinator = new PublicWeights(getGradientCodec('int8'), joined.params);
+  const update = (version: number, counted: number[]) => {
+    const { values, scales } = coordinator.advance(joined.params);
+    link.deliver({ type: 'update', v: PROTOCOL_VERSION, version, delta: values, scales, bnStats: initialBnStats(layout), counted: Int32Array.from(counted) });
+  };
+  const zero = (r: Float32Array | null) => r !== null && r.every((x) => x === 0);
+  await until('the welcome', () => version === 3);
+  assert.ok(zero(worker.residual()), 'a welcome starts from no residual');
+  // Shard 5's reply came late (its range went to another worker): the update counts shard 9 only.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  assert.ok(!zero(worker.residual()), 'int8 rounding left a residual');
+  update(4, [9]);
+  await until('the update', () => version === 4);
+  assert.ok(zero(worker.residual()), 'what shard 5 left is taken back: its examples were counted in shard 9');
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 6, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  const kept = worker.residual()!;
+  update(5, [6, 7]);
+  await until('the update', () => version === 5);
+  assert.deepEqual(worker.residual(), kept, 'a counted shard keeps its residual for the next gradient');
+  worker.stop('done');
+  await running;
+});
+
+test('low-rank run: sends its step\'s projection, takes each update\'s factors, and stops at a welcome whose factors do not fit', { timeout: 60_000 }, async (t) => {
+  const plan = new LowRankPlan(layout.paramCount, layout.params, 2);
+  assert.ok(plan.matrices.length > 0, 'the tiny model has matrices to compress at rank 2');
+  const joined = welcome(3) as Extract<Message, { type: 'welcome' }>;
+  {
+    // Step 3 is a left step: an R-sized factor (a right step's) does not fit. The worker says
+    // why and stops, rather than stay admitted and silent.
+    const link = new FakeLink();
+    const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+    const running = worker.start();
+    t.after(() => worker.stop());
+    await link.next('hello');
+    link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: new Float32Array(plan.factorLength('right')) });
+    await assert.rejects(running, /cannot follow this coordinator's run: welcome: \d+ low-rank factor values; rank 2 at v3 needs \d+/);
+    const bye = await link.next('bye');
+    assert.ok(bye.type === 'bye' && /low-rank factor values/.test(bye.reason));
+    assert.equal(worker.lowRankFactors(), null, 'nothing taken from the refused welcome');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(link.connects, 1, 'no reconnect');
+  }
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
   const left = plan.nextFactors(new Float32Array(plan.payloadLength('right')).map((_, i) => Math.sin(i)), 'right');
   link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: left });
   link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 5, augmentSeed: 9, ...shardOf(8) });
@@ -232,4 +277,21 @@ test('low-rank run: sends its step\'s projection, takes each update\'s factors, 
   assert.ok(g2.type === 'gradient' && g2.gradient.length === plan.payloadLength('right'), 'a right step\'s projection');
   worker.stop('done');
   await running;
+  {
+    // A first welcome and an update that arrive together: the update is parsed before the
+    // welcome is applied, so before any limits. Its factors (a left step's, where v4 is a right
+    // step) do not fit, and the worker rejoins rather than take them.
+    const link = new FakeLink();
+    const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+    const running = worker.start();
+    t.after(() => worker.stop());
+    await link.next('hello');
+    link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: left });
+    link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, params: joined.params, bnStats: initialBnStats(layout), factors: left });
+    const rejoin = await link.next('hello');
+    assert.ok(rejoin.type === 'hello' && rejoin.workerId === 'w7');
+    assert.ok(Buffer.from(worker.lowRankFactors()!.buffer).equals(Buffer.from(left.buffer)), "still the welcome's factors");
+    worker.stop('done');
+    await running;
+  }
 });

@@ -235,7 +235,7 @@ export class Coordinator {
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
     const ready = this.membership.ready();
-    this.updateFrames.send(this.update(), ready.flatMap((w) => (w.conn ? [w.conn] : [])));
+    this.updateFrames.send(this.update(arrivals), ready.flatMap((w) => (w.conn ? [w.conn] : [])));
     const t3 = this.now();
     const record = stepRecord({ step: step + 1, lr, totals, arrivals, workers: ready.length, times: { startedAt: round.startedAt, reduceMs: round.sinkMs, t0, t1, t2, t3 } });
     this.history.step(record);
@@ -243,9 +243,14 @@ export class Coordinator {
     if (!Number.isFinite(totals.loss)) this.history.event('diverged', `the loss is not finite at step ${this.step}`);
   }
 
-  /** The update of the version just completed: the master weights (fp32), or the public weights' delta. */
-  private update(): Update {
-    const head = { type: 'update', v: PROTOCOL_VERSION, version: this.step, bnStats: this.bnStats, ...(this.lowRank ? { factors: this.lowRank.factors } : {}) } as const;
+  /**
+   * The update of the version just completed: the master weights (fp32), or the public weights'
+   * delta; and the shards it counted, so a worker whose gradient was not among them takes back
+   * what its error feedback kept of it.
+   */
+  private update(arrivals: readonly Arrival[]): Update {
+    const counted = Int32Array.from(arrivals, (a) => a.shardId);
+    const head = { type: 'update', v: PROTOCOL_VERSION, version: this.step, bnStats: this.bnStats, counted, ...(this.lowRank ? { factors: this.lowRank.factors } : {}) } as const;
     if (!this.publicWeights) return { ...head, params: this.params };
     const { values, scales } = this.publicWeights.advance(this.params);
     return { ...head, delta: values, ...(scales ? { scales } : {}) };

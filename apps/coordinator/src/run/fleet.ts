@@ -85,7 +85,7 @@ export class Fleet {
         if (outcome.kind === 'refused') return { code: 'bad-gradient', message: outcome.reason };
         if (outcome.kind === 'accepted') {
           const { shard, arrivedAt } = outcome;
-          training.arrivals.push({ workerId: worker.id, count: message.count, sentAt: shard.sentAt, arrivedAt, computeMs: message.computeMs });
+          training.arrivals.push({ workerId: worker.id, shardId: shard.id, count: message.count, sentAt: shard.sentAt, arrivedAt, computeMs: message.computeMs });
           this.membership.recordShard(worker, message.count, arrivedAt - shard.sentAt, message.computeMs);
           worker.straggling = false;
           this.metrics.setWorkerImagesPerSecond(worker.id, worker.runtime.backend, worker.speed ?? 0);

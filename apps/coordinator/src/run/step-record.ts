@@ -4,6 +4,7 @@ import type { StepTotals } from './reducer.js';
 /** One accepted shard of a step, as the telemetry sees it. */
 export interface Arrival {
   workerId: string;
+  shardId: number;
   count: number;
   sentAt: number;
   arrivedAt: number;
