@@ -29,6 +29,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { PRESETS, buildGraph, weightLayout } from '@chorus/model';
 import { type Status, type StepRecord, ErrorFeedback, PROTOCOL_VERSION, PublicWeights, applyDelta, encodeMessage, getGradientCodec, isCodecName, parseMessage, type CodecName, type Message } from '@chorus/protocol';
 import { MasterState } from '@chorus/train';
+import { UncountedShards } from '@chorus/worker';
 import * as ws from 'ws';
 import { fakeWorker } from './fake-workers.js';
 import { leanWorker } from './lean-workers.js';
@@ -280,15 +281,17 @@ const limits = { paramCount: P, bnStatCount: layout.bnStatCount, maxShardExample
 function piecesOf(codecName: CodecName) {
   const codec = getGradientCodec(codecName);
   const feedback = new ErrorFeedback(codec, P);
+  const ledger = new UncountedShards();
+  const counted = Int32Array.from({ length: 8 }, (_, i) => i + 1);
   const encoded = feedback.encode(g);
   const gradMsg: Message = { type: 'gradient', v: PROTOCOL_VERSION, step: 0, shardId: 1, count: 16, lossSum: 1, correct: 0, computeMs: 1, gradient: encoded.values, bnMoments: moments, ...(encoded.scales ? { scales: encoded.scales } : {}) };
   const gradFrame = encodeMessage(gradMsg);
   const master = new Float32Array(P).fill(0.01);
   const publicWeights = codecName === 'fp32' ? null : new PublicWeights(codec, new Float32Array(P));
   const updateOf = (): Message => {
-    if (!publicWeights) return { type: 'update', v: PROTOCOL_VERSION, version: 1, params: master, bnStats: moments };
+    if (!publicWeights) return { type: 'update', v: PROTOCOL_VERSION, version: 1, params: master, bnStats: moments, counted };
     const { values, scales } = publicWeights.advance(master);
-    return { type: 'update', v: PROTOCOL_VERSION, version: 1, delta: values, bnStats: moments, ...(scales ? { scales } : {}) };
+    return { type: 'update', v: PROTOCOL_VERSION, version: 1, delta: values, bnStats: moments, counted, ...(scales ? { scales } : {}) };
   };
   const updateFrame = encodeMessage(updateOf());
   const workerPublic = new Float32Array(P);
@@ -306,7 +309,12 @@ function piecesOf(codecName: CodecName) {
     'worker: ws reads the update (64 KB reads, joined)': time(wsReadMessage(updateFrame), 200),
     // ws.send copies a frame it did not make in order to mask it (readOnly), as the Node worker sends.
     'worker: ws masks the gradient frame': time(() => Sender.frame(Buffer.from(gradFrame.buffer, gradFrame.byteOffset, gradFrame.byteLength), { fin: true, rsv1: false, opcode: 2, mask: true, readOnly: true }), 200),
-    'worker: error feedback + encode gradient': time(() => encodeMessage({ ...gradMsg, ...(() => { const e = feedback.encode(g); return { gradient: e.values, ...(e.scales ? { scales: e.scales } : {}) }; })() })),
+    // With the ledger a worker keeps until the next update says whether the shard counted.
+    'worker: error feedback + encode gradient': time(() => {
+      const e = ledger.encode(feedback, 1, 0, () => feedback.encode(g));
+      encodeMessage({ ...gradMsg, gradient: e.values, ...(e.scales ? { scales: e.scales } : {}) });
+      ledger.settle(1, counted, feedback);
+    }),
     'coordinator: decode + validate gradient': time(() => parseMessage(gradFrame, { ...limits, codec: codecName })),
     'coordinator: reduce one shard': time(() => {
       const r = new StepReducer(layout, 16, codec, reduction);

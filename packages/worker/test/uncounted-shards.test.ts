@@ -66,6 +66,27 @@ for (const [codecName, rank] of [['fp16'], ['int8'], ['int8', 2], ['fp32', 2]] a
   });
 }
 
+test('step after step, with its buffers reused: what remains is what the counted shards of every step left out', () => {
+  for (const [codecName, rank] of [['int8'], ['int8', 2]] as [CodecName, number?][]) {
+    const link = uplink(codecName, rank);
+    const ledger = new UncountedShards();
+    const owed = new Float64Array(P);
+    let seed = 1;
+    for (let step = 0; step < 4; step++) {
+      const ids = [10 * step, 10 * step + 1];
+      const sums = ids.map(() => sumOf(seed++));
+      const decoded = sums.map((sum, k) => link.decode(ledger.encode(link.feedback, ids[k]!, step, () => link.encode(sum))));
+      // Each step a different shard is not counted: the first, the second, neither, both.
+      const counted = ids.filter((_, k) => ![[0], [1], [], [0, 1]][step]!.includes(k));
+      for (let k = 0; k < 2; k++) if (counted.includes(ids[k]!)) for (let i = 0; i < P; i++) owed[i] += sums[k]![i]! - decoded[k]![i]!;
+      ledger.settle(step + 1, Int32Array.from(counted), link.feedback);
+      let worst = 0;
+      for (let i = 0; i < P; i++) worst = Math.max(worst, Math.abs(link.feedback.carried![i]! - owed[i]!));
+      assert.ok(worst < 1e-6, `${codecName}${rank ? ` rank ${rank}` : ''}, step ${step}: the residual is off by ${worst}`);
+    }
+  }
+});
+
 test('without a list of counted shards (an older coordinator) every shard counts; later steps stay open', () => {
   const link = uplink('int8');
   const ledger = new UncountedShards();
