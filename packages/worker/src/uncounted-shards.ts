@@ -43,9 +43,11 @@ export class UncountedShards {
 
   /**
    * The update to `version` arrived, having counted the shards in `counted`: every shard sent
-   * for an earlier step is settled, and what those it did not count added is taken out of
-   * `feedback`. Without `counted` (an older coordinator) every shard counts. Returns the ids of
-   * the shards taken back.
+   * for an earlier step is settled, and what those of its step (version - 1) it did not count
+   * added is taken out of `feedback`. Without `counted` (an older coordinator) every shard counts,
+   * and so does a shard of an older step, whose own update this worker missed (an fp32 run
+   * notices no gap: its updates carry the whole weights): nothing says it did not count. Returns
+   * the ids of the shards taken back.
    */
   settle(version: number, counted: Int32Array | undefined, feedback: ResidualCarrier | null): number[] {
     const now = feedback?.carried;
@@ -53,7 +55,7 @@ export class UncountedShards {
     // In the order sent: a shard's part needs the next shard's snapshot as it was taken.
     for (let i = 0; i < this.sent.length; i++) {
       const shard = this.sent[i]!;
-      if (shard.step >= version || !counted || !now || counted.includes(shard.shardId)) continue;
+      if (shard.step !== version - 1 || !counted || !now || counted.includes(shard.shardId)) continue;
       const after = this.sent[i + 1]?.before ?? now;
       const part = shard.before;
       for (let j = 0; j < part.length; j++) part[j] = after[j]! - part[j]!;

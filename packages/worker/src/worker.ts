@@ -256,6 +256,9 @@ export class ChorusWorker {
    * never answers until the coordinator drops it, and a reconnect would only bring the same welcome.
    */
   private joinOrLeave(message: Welcome): void {
+    // Queued behind a shard when stop() came: joining now would start a replica and a heartbeat
+    // for a worker that has ended.
+    if (this.stopping) return;
     try {
       this.onWelcome(message);
     } catch (error) {
@@ -393,6 +396,8 @@ export class ChorusWorker {
       await this.clock.sleep((slowdown - 1) * result.computeMs);
       result.computeMs *= slowdown;
     }
+    // Stopped while computing: nobody is there to send it to.
+    if (this.stopping) return;
     const { gradient, ...rest } = result;
     // The held factors are those of the held version, which the assign was checked against.
     const lowRank = this.lowRank;

@@ -87,6 +87,16 @@ test('step after step, with its buffers reused: what remains is what the counted
   }
 });
 
+test("a shard of an older step, whose own update was missed, counts: this update's list is another step's", () => {
+  const link = uplink('int8', 2);
+  const ledger = new UncountedShards();
+  ledger.encode(link.feedback, 1, 4, () => link.encode(sumOf(1)));
+  const before = link.feedback.carried!.slice();
+  assert.deepEqual(ledger.settle(6, Int32Array.from([7, 8]), link.feedback), []);
+  assert.equal(ledger.size, 0);
+  assert.deepEqual(link.feedback.carried, before, 'nothing taken back');
+});
+
 test('without a list of counted shards (an older coordinator) every shard counts; later steps stay open', () => {
   const link = uplink('int8');
   const ledger = new UncountedShards();

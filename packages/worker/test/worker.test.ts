@@ -295,3 +295,26 @@ test('low-rank run: sends its step\'s projection, takes each update\'s factors, 
     await running;
   }
 });
+
+test('a welcome still queued behind a shard when the worker stops is not joined', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const states: string[] = [];
+  // Shards wait on this clock's sleep (slowdown) until the test lets them go.
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const clock = { now: () => performance.now(), sleep: (ms: number) => (ms > 0 && ms < 1000 ? new Promise<void>((r) => setTimeout(r, ms)) : held) };
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, slowdown: 1e9, clock, onStatus: (s) => states.push(s.state) });
+  const running = worker.start();
+  // Were the welcome joined after all, its heartbeat would keep this file running: end it.
+  t.after(() => (worker as unknown as { stopHeartbeat(): void }).stopHeartbeat());
+  await link.next('hello');
+  link.deliver(welcome(0));
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 0, version: 0, shardId: 1, augmentSeed: 9, ...shardOf(8) });
+  await until('the shard to be computing', () => states.includes('training'));
+  link.deliver(welcome(0));
+  worker.stop('done');
+  await running;
+  release();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(states.at(-1), 'stopped', `states: ${states.join(' ')}`);
+});
