@@ -184,6 +184,27 @@ async function control(c: CoordinatorProc, action: 'pause' | 'resume'): Promise<
 const idOf = (p: Proc) => waitFor('a worker id', () => /joined as (w\d+)/.exec(p.output)?.[1]);
 const eventsOf = async (c: CoordinatorProc) => (await c.status()).events.map((e) => `${e.kind}: ${e.message}`);
 
+/**
+ * Stops `slow` (SIGSTOP) once step 2 is done and waits until a shard it held has gone to another
+ * worker and that step has completed without it. Stopped, it holds a shard of the current step or
+ * is given one of the next: either way the deadline passes and the shard goes to the idle worker.
+ */
+async function stopUntilReissued(c: CoordinatorProc, slow: Proc): Promise<{ slowId: string; stoppedAt: number; reissuedIn: number }> {
+  const slowId = await idOf(slow);
+  await waitFor('step 2', async () => (await c.status()).step >= 2);
+  slow.child.kill('SIGSTOP');
+  const stoppedAt = (await c.status()).step;
+  const reissuedIn = await waitFor(`the shard of ${slowId} to be re-issued`, async () => {
+    for (const e of await eventsOf(c)) {
+      const m = /^reissue: shard \[\d+, \d+\) of step (\d+) re-issued: worker (\w+) missed its deadline$/.exec(e);
+      if (m && m[2] === slowId) return Number(m[1]);
+    }
+    return null;
+  });
+  await waitFor(`step ${reissuedIn} to complete`, async () => (await c.status()).step > reissuedIn);
+  return { slowId, stoppedAt, reissuedIn };
+}
+
 test('straggler: a worker stopped (SIGSTOP) mid-step has its shard re-issued and the step completes; its late answer is refused', { timeout: 180_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-straggler-'));
   const steps = 8;
@@ -193,21 +214,8 @@ test('straggler: a worker stopped (SIGSTOP) mid-step has its shard re-issued and
   const slow = twoGroupWorker(c, ['--slowdown', '3']);
   const fast = twoGroupWorker(c);
   try {
-    const slowId = await idOf(slow);
-    await waitFor('step 2', async () => (await c.status()).step >= 2);
-    slow.child.kill('SIGSTOP');
-    const stoppedAt = (await c.status()).step;
-    // Stopped, it holds a shard of this step or is given one of the next: either way the
-    // shard's deadline passes, it goes to the idle worker, and the step completes without it.
-    const reissuedIn = await waitFor(`the shard of ${slowId} to be re-issued`, async () => {
-      for (const e of await eventsOf(c)) {
-        const m = /^reissue: shard \[\d+, \d+\) of step (\d+) re-issued: worker (\w+) missed its deadline$/.exec(e);
-        if (m && m[2] === slowId) return Number(m[1]);
-      }
-      return null;
-    });
+    const { slowId, stoppedAt, reissuedIn } = await stopUntilReissued(c, slow);
     assert.ok(reissuedIn >= stoppedAt, `re-issued in step ${reissuedIn}, stopped at ${stoppedAt}`);
-    await waitFor(`step ${reissuedIn} to complete`, async () => (await c.status()).step > reissuedIn);
     const during = await c.status();
     assert.equal(during.workers.find((w) => w.id === slowId)?.state, 'straggling');
     assert.ok(during.events.some((e) => e.kind === 'straggler' && e.message.startsWith(`worker ${slowId} missed the deadline`)));
@@ -231,17 +239,7 @@ test('straggler under int8: its late gradient is not counted, and it takes back 
   const slow = twoGroupWorker(c, ['--slowdown', '3']);
   const fast = twoGroupWorker(c);
   try {
-    const slowId = await idOf(slow);
-    await waitFor('step 2', async () => (await c.status()).step >= 2);
-    slow.child.kill('SIGSTOP');
-    const reissuedIn = await waitFor(`the shard of ${slowId} to be re-issued`, async () => {
-      for (const e of await eventsOf(c)) {
-        const m = /^reissue: shard \[\d+, \d+\) of step (\d+) re-issued: worker (\w+) missed its deadline$/.exec(e);
-        if (m && m[2] === slowId) return Number(m[1]);
-      }
-      return null;
-    });
-    await waitFor(`step ${reissuedIn} to complete`, async () => (await c.status()).step > reissuedIn);
+    await stopUntilReissued(c, slow);
     slow.child.kill('SIGCONT');
     // It finishes the shard, sends it late, then reads the update that counted the other
     // worker's shard instead of its own.
