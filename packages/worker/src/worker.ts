@@ -264,7 +264,6 @@ export class ChorusWorker {
     } catch (error) {
       const reason = `cannot follow this coordinator's run: ${error instanceof Error ? error.message : String(error)}`;
       this.log('error', reason);
-      if (this.stopping) return;
       this.stopping = true;
       this.sendMessage({ type: 'bye', v: PROTOCOL_VERSION, reason: closeReason(reason) });
       this.transport?.close(CLOSE_CODES.normal, closeReason(reason));
@@ -331,8 +330,8 @@ export class ChorusWorker {
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
       this.setParams(this.publicParams);
     }
-    // Validated against the plan (parseMessage): the factors of the step at this version.
-    if (this.lowRank && message.factors) this.lowRank.factors = message.factors.slice();
+    // Checked above: the factors of the step at this version.
+    if (this.lowRank) this.lowRank.factors = message.factors!.slice();
     this.bnStats = message.bnStats.slice();
     const takenBack = this.uncounted.settle(message.version, message.counted, this.lowRank?.feedback ?? this.errorFeedback);
     if (takenBack.length) this.log('info', 'a gradient of this worker was not counted (its shard went to another worker); its error feedback takes back what it kept of it', { shards: takenBack.join(', '), step: message.version - 1 });
@@ -401,9 +400,10 @@ export class ChorusWorker {
     const { gradient, ...rest } = result;
     // The held factors are those of the held version, which the assign was checked against.
     const lowRank = this.lowRank;
-    const encoded = lowRank
-      ? this.uncounted.encode(lowRank.feedback, message.shardId, message.step, () => lowRank.feedback.encode(gradient, sideOfStep(message.version), lowRank.factors))
-      : this.uncounted.encode(this.errorFeedback!, message.shardId, message.step, () => this.errorFeedback!.encode(gradient));
+    const errorFeedback = this.errorFeedback!;
+    const encoded = this.uncounted.encode(lowRank?.feedback ?? errorFeedback, message.shardId, message.step, () =>
+      lowRank ? lowRank.feedback.encode(gradient, sideOfStep(message.version), lowRank.factors) : errorFeedback.encode(gradient),
+    );
     this.sendMessage({
       type: 'gradient',
       v: PROTOCOL_VERSION,

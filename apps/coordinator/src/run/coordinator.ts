@@ -65,17 +65,6 @@ export class Coordinator {
    */
   readonly lowRank: { plan: LowRankPlan; factors: Float32Array } | null;
   private readonly master: MasterState;
-
-  /**
-   * Why a worker whose hello lists `features` cannot take part in this run, or null when it
-   * can: a low-rank run needs workers that send projections and follow the factors.
-   */
-  unmetFeature(features: readonly string[] | undefined): string | null {
-    const needs: { feature: WorkerFeature; because: string }[] = this.lowRank ? [{ feature: 'low-rank', because: `this run sends low-rank gradients (--low-rank ${this.lowRank.plan.rank})` }] : [];
-    const unmet = needs.find(({ feature }) => !features?.includes(feature));
-    // Short: the reason travels in a close frame (at most 123 bytes).
-    return unmet ? `${unmet.because}; this worker's build does not: update it` : null;
-  }
   /**
    * Under fp16 and int8, the weights every worker holds (and computes its gradients at): each
    * update is a compressed delta toward the master, applied here exactly as the workers apply
@@ -310,6 +299,17 @@ export class Coordinator {
     event: (kind, message) => this.history.event(kind, message),
     reissued: () => this.deps.metrics.shardsReissued.inc(),
   };
+
+  /**
+   * Why a worker whose hello lists `features` cannot take part in this run, or null when it
+   * can: a low-rank run needs workers that send projections and follow the factors.
+   */
+  unmetFeature(features: readonly string[] | undefined): string | null {
+    const needed: WorkerFeature = 'low-rank';
+    if (!this.lowRank || features?.includes(needed)) return null;
+    // Short: the reason travels in a close frame (at most 123 bytes).
+    return `this run sends low-rank gradients (--low-rank ${this.lowRank.plan.rank}); this worker's build does not: update it`;
+  }
 
   private welcome(conn: Connection, worker: WorkerRecord): void {
     const { preset, spec, bnGroup } = this.config;
