@@ -99,7 +99,7 @@ const hostileValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
 const hostileHeader = fc
   .record({
     base: fc.constantFrom('hello', 'gradient', 'heartbeat', 'bye', 'evalResult'),
-    field: fc.constantFrom('type', 'v', 'token', 'runtime', 'runtime.kind', 'runtime.cores', 'runtime.microBatch', 'runtime.agent', 'step', 'shardId', 'count', 'lossSum', 'time', 'reason', 'extra'),
+    field: fc.constantFrom('type', 'v', 'token', 'runtime', 'runtime.kind', 'runtime.cores', 'runtime.microBatch', 'runtime.agent', 'features', 'step', 'shardId', 'count', 'lossSum', 'time', 'reason', 'extra'),
     value: hostileValue,
     tails: fc.oneof(
       fc.constant([] as unknown[]),

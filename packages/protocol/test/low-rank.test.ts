@@ -194,7 +194,7 @@ test('any bytes in a low-rank gradient, update or welcome frame: parsed, or refu
   const gradient = encodeMessage({ type: 'gradient', v: PROTOCOL_VERSION, step: 1, shardId: 1, count: 8, lossSum: 1, correct: 0, computeMs: 1, ...(() => { const e = int8Codec.encode(noise(plan.payloadLength('left'), 4)); return { gradient: e.values, scales: e.scales! }; })(), bnMoments: new Float32Array(4) });
   // What a worker reads: an update with the next step's factors, and a welcome with the current ones.
   const delta = int8Codec.encode(noise(P, 5));
-  const update = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: 3, delta: delta.values, scales: delta.scales!, bnStats: new Float32Array(4), factors: noise(plan.factorLength('left'), 6) });
+  const update = encodeMessage({ type: 'update', v: PROTOCOL_VERSION, version: 3, delta: delta.values, scales: delta.scales!, bnStats: new Float32Array(4), factors: noise(plan.factorLength('left'), 6), counted: Int32Array.of(3, 9, 12) });
   const welcome = encodeMessage({
     type: 'welcome', v: PROTOCOL_VERSION, workerId: 'w1', version: 3, params: noise(P, 7), bnStats: new Float32Array(4), factors: noise(plan.factorLength('left'), 8),
     run: { preset: 'tiny', spec: {}, paramCount: P, bnStatCount: 4, bnGroup: 4, codec: 'int8', lowRank: 2, heartbeatMs: 1000 },
