@@ -39,12 +39,13 @@ export async function writeOrCheck(target, text, rebuildHint) {
 const SCRATCH_MODULE_FLAGS = ['--runtime', 'stub', '--use', 'abort=', '--noAssert', '-O3', '--enable', 'simd', '--initialMemory', '1'];
 
 /**
- * The build of a package's one SIMD module with a scratch memory of its own (an
+ * The build of one of a package's SIMD modules, each with a scratch memory of its own (an
  * EmbeddedSimdModule): `scriptUrl` is the package's scripts/build-wasm.mjs (import.meta.url),
  * and the other paths are relative to the package. Writes (or with --check, checks)
- * src/simd/module.generated.ts, exporting the base64 module as `constName`.
+ * `target` (src/simd/module.generated.ts unless named), exporting the base64 module as
+ * `constName`.
  */
-export async function buildScratchModule(scriptUrl, { source, constName, description, test }) {
+export async function buildScratchModule(scriptUrl, { source, constName, description, test, target = 'src/simd/module.generated.ts' }) {
   const root = join(dirname(fileURLToPath(scriptUrl)), '..');
   const wasm = await compileAssemblyScript(join(root, source), SCRATCH_MODULE_FLAGS);
   const text = [
@@ -54,5 +55,5 @@ export async function buildScratchModule(scriptUrl, { source, constName, descrip
     `export const ${constName} = '${wasm.toString('base64')}';`,
     '',
   ].join('\n');
-  await writeOrCheck(join(root, 'src/simd/module.generated.ts'), text, `run npm run build in ${root}`);
+  await writeOrCheck(join(root, target), text, `run npm run build in ${root}`);
 }

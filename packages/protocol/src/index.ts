@@ -40,4 +40,5 @@ export { formatLogLine, formatLogValue, type LogFields, type LogLevel } from './
 export { backoffDelay } from './backoff.js';
 export { residentVectors, setVectorKernelsEnabled, vectorKernelsAvailable } from './simd/vector-kernels.js';
 export { EmbeddedSimdModule, ResidentArrays, copyOut } from './simd/embedded-module.js';
+export { setLowRankKernelsEnabled } from './simd/low-rank-kernels.js';
 export { LowRankFeedback, LowRankPlan, orthonormalColumns, sideOfStep, type LowRankMatrix, type LowRankSide, type LowRankTensor } from './low-rank.js';

@@ -1,4 +1,5 @@
 import type { EncodedVector, GradientCodec } from './gradient-codec.js';
+import { simdProject, simdReconstruct } from './simd/low-rank-kernels.js';
 
 /**
  * Low-rank gradient compression in the single-round, alternating form of PowerSGD (Vogels et al.
@@ -94,6 +95,16 @@ export class LowRankPlan {
   project(values: Float32Array, side: LowRankSide, factors: Float32Array, out: Float32Array): void {
     this.check(values, side, factors);
     if (out.length !== this.payloadLength(side)) throw new Error(`low-rank: room for ${out.length} payload values, ${this.payloadLength(side)} needed`);
+    if (!simdProject(this.matrices, this.rank, values, side, factors, out)) this.projectMatrices(values, side, factors, out);
+    let p = this.payloadLength(side) - this.passthroughCount;
+    for (const [s, e] of this.passthrough) {
+      out.set(values.subarray(s, e), p);
+      p += e - s;
+    }
+  }
+
+  /** project's matrices in JavaScript, where the SIMD kernels cannot run (the same bits). */
+  private projectMatrices(values: Float32Array, side: LowRankSide, factors: Float32Array, out: Float32Array): void {
     const r = this.rank;
     let p = 0;
     let f = 0;
@@ -126,10 +137,6 @@ export class LowRankPlan {
       p += (side === 'right' ? rows : cols) * r;
       f += (side === 'right' ? cols : rows) * r;
     }
-    for (const [s, e] of this.passthrough) {
-      out.set(values.subarray(s, e), p);
-      p += e - s;
-    }
   }
 
   /**
@@ -140,6 +147,16 @@ export class LowRankPlan {
     if (payload.length !== this.payloadLength(side)) throw new Error(`low-rank: a payload of ${payload.length} values, ${this.payloadLength(side)} expected`);
     if (factors.length !== this.factorLength(side)) throw new Error(`low-rank: ${factors.length} factor values, ${this.factorLength(side)} expected`);
     if (out.length !== this.paramCount) throw new Error(`low-rank: room for ${out.length} values, ${this.paramCount} needed`);
+    if (!simdReconstruct(this.matrices, this.rank, payload, side, factors, out)) this.reconstructMatrices(payload, side, factors, out);
+    let p = this.payloadLength(side) - this.passthroughCount;
+    for (const [s, e] of this.passthrough) {
+      out.set(payload.subarray(p, p + e - s), s);
+      p += e - s;
+    }
+  }
+
+  /** reconstruct's matrices in JavaScript, where the SIMD kernels cannot run (the same bits). */
+  private reconstructMatrices(payload: Float32Array, side: LowRankSide, factors: Float32Array, out: Float32Array): void {
     const r = this.rank;
     let p = 0;
     let f = 0;
@@ -160,10 +177,6 @@ export class LowRankPlan {
       }
       p += (side === 'right' ? rows : cols) * r;
       f += (side === 'right' ? cols : rows) * r;
-    }
-    for (const [s, e] of this.passthrough) {
-      out.set(payload.subarray(p, p + e - s), s);
-      p += e - s;
     }
   }
 

@@ -26,7 +26,7 @@ import { VECTOR_KERNELS_WASM } from '../src/simd/module.generated.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-test('src/simd/module.generated.ts is what scripts/build-wasm.mjs builds from assembly/vector-kernels.ts', () => {
+test('src/simd/*.generated.ts are what scripts/build-wasm.mjs builds from assembly/ (the codecs\' and the low-rank kernels)', () => {
   execFileSync(process.execPath, [join(root, 'scripts/build-wasm.mjs'), '--check'], { stdio: 'pipe' });
 });
 
