@@ -39,12 +39,12 @@ const bytesOf = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteL
  * (from a checkpoint in `checkpointDir` when `resume`). Returns the losses of the steps run,
  * the test accuracy, the master and public weights and what each worker holds.
  */
-async function run(config: RunConfig, options: { checkpointDir?: string; resume?: boolean; stopAt?: number } = {}) {
+async function run(config: RunConfig, options: { checkpointDir?: string; resume?: boolean; stopAt?: number; evalEvery?: number } = {}) {
   const checkpoints = options.checkpointDir ? new CheckpointStore(options.checkpointDir, { log: () => {} }) : undefined;
   const metrics = createMetrics();
   const coordinator = new Coordinator({
     config,
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalExamples: 1000, checkpointEvery: 0 },
+    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalExamples: 1000, checkpointEvery: 0, ...(options.evalEvery !== undefined ? { evalEvery: options.evalEvery } : {}) },
     data,
     token: 'secret',
     log: createLogger({ quiet: true }),
@@ -79,6 +79,7 @@ async function run(config: RunConfig, options: { checkpointDir?: string; resume?
       step: coordinator.step,
       losses: coordinator.history.steps.map((s) => s.loss),
       accuracy: coordinator.history.evals.at(-1)?.accuracy ?? 0,
+      evaluatedAt: coordinator.history.evals.map((e) => e.step),
       master: coordinator.params.slice(),
       publicWeights: coordinator.workerParams.slice(),
       held: workers.map((w) => w.publicWeights()),
@@ -134,11 +135,13 @@ for (const [codec, lowRank] of [['int8'], ['int8', 2], ['fp32', 2]] as [CodecNam
   const dir = await mkdtemp(join(tmpdir(), 'chorus-codecs-'));
   try {
     const config: RunConfig = { ...base, steps: 6, ...(codec === 'fp32' ? {} : { codec }), ...(lowRank ? { lowRank } : {}) };
-    // Stopped after step 3 and checkpointed, as on SIGTERM.
-    const first = await run(config, { checkpointDir: dir, stopAt: 3 });
+    // Stopped after step 3 and checkpointed, as on SIGTERM: before the evaluation due at step 3.
+    const first = await run(config, { checkpointDir: dir, stopAt: 3, evalEvery: 3 });
     assert.equal(first.step, 3);
+    assert.deepEqual(first.evaluatedAt, [], 'the stop came before the evaluation at step 3');
     if (codec !== 'fp32') assert.ok(!bytesOf(first.master).equals(bytesOf(first.publicWeights)), 'the public weights are not the master weights');
-    const resumed = await run(config, { checkpointDir: dir, resume: true });
+    const resumed = await run(config, { checkpointDir: dir, resume: true, evalEvery: 3 });
+    assert.deepEqual(resumed.evaluatedAt, [3, 6], 'the resumed run evaluates step 3 first, then the end');
     assert.ok(bytesOf(resumed.resumedWith!.master).equals(bytesOf(first.master)), 'master weights restored bit for bit');
     assert.ok(bytesOf(resumed.resumedWith!.publicWeights).equals(bytesOf(first.publicWeights)), 'public weights restored bit for bit');
     if (lowRank) {

@@ -154,6 +154,23 @@ export function decodeFrame(frame: Uint8Array): Record<string, unknown> {
   return message;
 }
 
+/**
+ * The `type` field a frame's header names, without reading its tails or validating anything
+ * (undefined when the header does not decode or names none): for a receiver that decides by
+ * type when, or against what, to parse the frame.
+ */
+export function frameType(frame: Uint8Array): unknown {
+  try {
+    if (frame.length < HEADER_LENGTH_BYTES) return undefined;
+    const headerLength = new DataView(frame.buffer, frame.byteOffset, HEADER_LENGTH_BYTES).getUint32(0, true);
+    if (HEADER_LENGTH_BYTES + headerLength > frame.length) return undefined;
+    const { fields } = readHeader(frame.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + headerLength));
+    return Object.hasOwn(fields, 'type') ? fields.type : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function readHeader(bytes: Uint8Array): { fields: Record<string, unknown>; tails: unknown[] } {
   let header: unknown;
   try {

@@ -1,7 +1,7 @@
 export * from './messages.js';
 export { ProtocolError } from './errors.js';
 export { closeReason, MAX_CLOSE_REASON_BYTES } from './close-reason.js';
-export { encodeMessage, decodeFrame, HEADER_LENGTH_BYTES, MAX_TAIL_NAME_LENGTH, MAX_TAILS, type TailDescriptor } from './codec.js';
+export { encodeMessage, decodeFrame, frameType, HEADER_LENGTH_BYTES, MAX_TAIL_NAME_LENGTH, MAX_TAILS, type TailDescriptor } from './codec.js';
 export { FrameWriter } from './frame-writer.js';
 export type { Dtype, TailArray } from './dtypes.js';
 export {

@@ -161,8 +161,8 @@ export interface Update {
   /** Low-rank runs: the fixed factors of the next step (the step at `version`; low-rank.ts). */
   factors?: Float32Array;
   /**
-   * The ids of the shards whose gradients this update applied (shard ids are never reused in a
-   * run). A worker that sent a gradient for the step under another id (a late reply to a shard
+   * The ids of the shards whose gradients this update applied (a coordinator process never
+   * reuses a shard id; a worker clears its ledger at every welcome, so ids need not outlive one). A worker that sent a gradient for the step under another id (a late reply to a shard
    * given to someone else, or a duplicate) takes back what its error feedback kept of it: that
    * shard's examples were counted in the other worker's gradient, so its residual must not carry
    * them into a later step a second time. Absent from older coordinators: then everything counts.

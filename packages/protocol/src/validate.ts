@@ -83,8 +83,12 @@ function checkLimits(msg: Message, limits: ValidationLimits): void {
       atMost('bad-gradient', 'gradient.count', msg.count, limits.maxShardExamples);
       break;
     case 'update': {
-      // fp32 runs send full params; the compressed codecs a delta in their own dtype.
+      // fp32 runs send full params; the compressed codecs a delta in their own dtype. A delta of
+      // float32s is no fp32 update: a worker holds no public weights to add it to.
       const [name, values] = msg.params ? ['update.params', msg.params] : ['update.delta', msg.delta!];
+      if (limits.codec !== undefined && (msg.params !== undefined) !== (limits.codec === 'fp32')) {
+        throw new ProtocolError('malformed', `${name} in an ${limits.codec} run, which updates by ${limits.codec === 'fp32' ? 'full params' : 'delta'}`);
+      }
       expectCodec('malformed', name, values, limits.codec);
       expectLength('malformed', name, values.length, limits.paramCount, 'parameter count');
       expectLength('malformed', 'update.bnStats', msg.bnStats.length, limits.bnStatCount, 'BatchNorm statistic count');

@@ -198,6 +198,13 @@ describe('weights', () => {
     assertRefused(variant('update', { bnStats: new Float32Array(3) }), 'malformed', /update\.bnStats has 3 elements; expected 4/, LIMITS);
   });
 
+  test("an update's form must be the run's: full params under fp32, a delta under fp16 and int8", () => {
+    // A float32 delta is the fp32 dtype, yet an fp32 worker holds no public weights to add it to.
+    assertRefused(variant('update', { params: undefined, delta: floats(10) }), 'malformed', /update\.delta in an fp32 run, which updates by full params/, { ...LIMITS, codec: 'fp32' });
+    assertRefused(variant('update', {}), 'malformed', /update\.params in an int8 run, which updates by delta/, { ...LIMITS, codec: 'int8' });
+    assert.equal(validateMessage(variant('update', {}), { ...LIMITS, codec: 'fp32' }).type, 'update');
+  });
+
   test('welcome params and bnStats must match its run description', () => {
     assertRefused(variant('welcome', { params: new Float32Array(9) }), 'malformed', /welcome\.params: 9 elements; run\.paramCount says 10/);
     assertRefused(variant('welcome', { bnStats: new Float32Array(9) }), 'malformed', /welcome\.bnStats: 9 elements; run\.bnStatCount says 4/);

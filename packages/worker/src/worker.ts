@@ -6,6 +6,7 @@ import {
   closeReason,
   WORKER_FEATURES,
   encodeMessage,
+  frameType,
   parseMessage,
   type Assign,
   type Evaluate,
@@ -107,6 +108,10 @@ export class ChorusWorker {
   /** Set once the shardComputer has failed: the worker's own replica trains instead. */
   private shardComputerFailed = false;
   private queue: Promise<void> = Promise.resolve();
+  /** Numbers the connections: what arrived on one is handled only while it is the one open. */
+  private connections = 0;
+  /** The number of the connection now open, or null between connections. */
+  private liveConnection: number | null = null;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopping = false;
   private finished!: (error?: Error) => void;
@@ -172,11 +177,19 @@ export class ChorusWorker {
       }
       let closed!: (info: { code: number; reason: string }) => void;
       const closedPromise = new Promise<{ code: number; reason: string }>((resolve) => (closed = resolve));
+      const connection = ++this.connections;
       try {
-        this.transport = await this.options.connect(this.options.url, {
-          onMessage: (frame) => this.onFrame(frame),
+        const transport = await this.options.connect(this.options.url, {
+          onMessage: (frame) => this.onFrame(frame, connection),
           onClose: (code, reason) => closed({ code, reason }),
         });
+        if (this.stopping) {
+          // stop() came while this connection was opening: nobody will close it later.
+          transport.close(CLOSE_CODES.normal, 'worker stopped');
+          return;
+        }
+        this.transport = transport;
+        this.liveConnection = connection;
       } catch (error) {
         this.log('warn', `cannot reach ${this.options.url}`, { error: (error as Error).message });
         continue;
@@ -191,6 +204,7 @@ export class ChorusWorker {
       });
       const { code, reason } = await closedPromise;
       this.transport = null;
+      this.liveConnection = null;
       this.stopHeartbeat();
       if (this.stopping) return;
       if (FATAL_CLOSE_CODES.has(code)) {
@@ -207,26 +221,35 @@ export class ChorusWorker {
     this.transport?.send(encodeMessage(message));
   }
 
-  private onFrame(frame: Uint8Array): void {
+  /**
+   * What depends on the run (assignments, updates, evaluations) is parsed in its turn in the
+   * queue, against the run the worker is in by then: a frame that came in the same read as a
+   * welcome is held to that welcome's run, not to the run (or none) before it. The rest is
+   * parsed on arrival, so the coordinator's errors and byes are logged at once.
+   */
+  private onFrame(frame: Uint8Array, connection: number): void {
+    const type = frameType(frame);
+    if (type === 'assign' || type === 'update' || type === 'evaluate') {
+      this.enqueue(connection, () => this.onRunFrame(frame, type));
+      return;
+    }
     let message: Message;
     try {
-      message = parseMessage(frame, this.run ? { paramCount: this.run.paramCount, bnStatCount: this.run.bnStatCount, maxShardExamples: 1 << 20, codec: this.run.codec, ...(this.lowRank ? { lowRank: this.lowRank.plan } : {}) } : undefined);
+      message = parseMessage(frame);
     } catch (error) {
-      this.log('warn', 'dropped a bad message from the coordinator', { error: (error as Error).message });
+      const text = (error as Error).message;
+      if (type === 'welcome') {
+        // A coordinator whose welcome this build cannot even read (a newer codec, say): staying
+        // would leave the worker admitted and silent, and reconnecting brings the same welcome.
+        this.enqueue(connection, () => this.leave(`cannot follow this coordinator's run: ${text}`));
+        return;
+      }
+      this.log('warn', 'dropped a bad message from the coordinator', { error: text });
       return;
     }
     switch (message.type) {
       case 'welcome':
-        this.enqueue(() => this.joinOrLeave(message));
-        break;
-      case 'assign':
-        this.enqueue(() => this.onAssign(message));
-        break;
-      case 'update':
-        this.enqueue(() => this.onUpdate(message));
-        break;
-      case 'evaluate':
-        this.enqueue(() => this.onEvaluate(message));
+        this.enqueue(connection, () => this.joinOrLeave(message));
         break;
       case 'error':
         this.log('warn', 'the coordinator reported an error', { code: message.code, error: message.message });
@@ -241,13 +264,54 @@ export class ChorusWorker {
     }
   }
 
-  /** Messages are handled strictly in order: an update must land before the next assign. */
-  private enqueue(task: () => Promise<void> | void): void {
-    this.queue = this.queue.then(task).catch((error: unknown) => {
-      const text = error instanceof Error ? error.message : String(error);
-      this.log('error', text);
-      this.setStatus({ error: text });
-    });
+  /**
+   * Messages are handled strictly in order (an update must land before the next assign), and
+   * only while the connection they came on is the one open: work queued on a connection that
+   * has dropped belongs to the coordinator's view of that connection, which a rejoin replaces
+   * (its shards are re-issued; its updates are superseded by the next welcome). Answering it on
+   * the next connection would be refused there, and close it.
+   */
+  private enqueue(connection: number, task: () => Promise<void> | void): void {
+    this.queue = this.queue
+      .then(() => (this.liveConnection === connection && !this.stopping ? task() : undefined))
+      .catch((error: unknown) => {
+        const text = error instanceof Error ? error.message : String(error);
+        this.log('error', text);
+        this.setStatus({ error: text });
+      });
+  }
+
+  /** An assignment, update or evaluation, parsed against the run this worker is in. */
+  private async onRunFrame(frame: Uint8Array, type: 'assign' | 'update' | 'evaluate'): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    let message: Message;
+    try {
+      message = parseMessage(frame, { paramCount: run.paramCount, bnStatCount: run.bnStatCount, maxShardExamples: 1 << 20, codec: run.codec, ...(this.lowRank ? { lowRank: this.lowRank.plan } : {}) });
+    } catch (error) {
+      const text = (error as Error).message;
+      if (type === 'update') {
+        // Without this update the worker is off the run's weights from now on (the next delta
+        // would be added to the wrong ones): a welcome brings them back.
+        this.log('warn', 'an update does not fit this run; rejoining for its weights', { error: text });
+        this.transport?.close(CLOSE_CODES.normal, 'update does not fit the run');
+      } else {
+        this.log('warn', `dropped ${type === 'assign' ? 'an assignment' : 'an evaluation'} that does not fit this run`, { error: text });
+      }
+      return;
+    }
+    if (message.type === 'assign') await this.onAssign(message);
+    else if (message.type === 'update') this.onUpdate(message);
+    else if (message.type === 'evaluate') await this.onEvaluate(message);
+  }
+
+  /** Ends the worker with `reason`: says bye, closes, rejects start(). */
+  private leave(reason: string): void {
+    this.log('error', reason);
+    this.stopping = true;
+    this.sendMessage({ type: 'bye', v: PROTOCOL_VERSION, reason: closeReason(reason) });
+    this.transport?.close(CLOSE_CODES.normal, closeReason(reason));
+    this.finished?.(new Error(reason));
   }
 
   /**
@@ -262,12 +326,7 @@ export class ChorusWorker {
     try {
       this.onWelcome(message);
     } catch (error) {
-      const reason = `cannot follow this coordinator's run: ${error instanceof Error ? error.message : String(error)}`;
-      this.log('error', reason);
-      this.stopping = true;
-      this.sendMessage({ type: 'bye', v: PROTOCOL_VERSION, reason: closeReason(reason) });
-      this.transport?.close(CLOSE_CODES.normal, closeReason(reason));
-      this.finished?.(new Error(reason));
+      this.leave(`cannot follow this coordinator's run: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 
@@ -311,12 +370,6 @@ export class ChorusWorker {
 
   private onUpdate(message: Update): void {
     if (!this.replica || !this.codec) return;
-    if (this.lowRank && message.factors?.length !== this.lowRank.plan.factorLength(sideOfStep(message.version))) {
-      // Checked here too: an update parsed before this worker's welcome was applied met no limits.
-      this.log('warn', "an update's low-rank factors do not fit; rejoining for the run's", { update: `v${message.version}`, factors: message.factors?.length ?? 0 });
-      this.transport?.close(CLOSE_CODES.normal, 'update factors do not fit');
-      return;
-    }
     if (message.params) {
       this.setParams(message.params);
     } else if (message.delta && this.publicParams) {
@@ -330,7 +383,7 @@ export class ChorusWorker {
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
       this.setParams(this.publicParams);
     }
-    // Checked above: the factors of the step at this version.
+    // Checked against the run (onRunMessage): the factors of the step at this version.
     if (this.lowRank) this.lowRank.factors = message.factors!.slice();
     this.bnStats = message.bnStats.slice();
     const takenBack = this.uncounted.settle(message.version, message.counted, this.lowRank?.feedback ?? this.errorFeedback);
@@ -361,9 +414,12 @@ export class ChorusWorker {
 
   private async onAssign(message: Assign): Promise<void> {
     if (!this.replica) return;
-    if (message.version !== this.status.version || (this.lowRank && message.step !== message.version)) {
-      // Cannot happen on an ordered channel unless the coordinator is confused: say so. (A
-      // low-rank gradient is a projection for its step's side, which must be the held version's.)
+    // The connection it came on, which is open (enqueue): the result goes there or nowhere.
+    const connection = this.liveConnection;
+    if (message.version !== this.status.version || message.step !== message.version) {
+      // Cannot happen on an ordered channel unless the coordinator is confused: say so. (Every
+      // step is computed at the weights of its own version: a low-rank gradient is a projection
+      // for its step's side, and the uncounted-shards ledger settles a shard by its step.)
       this.log('warn', 'skipped an assignment for other weights', { assigned: `v${message.version}`, holding: `v${this.status.version}` });
       return;
     }
@@ -395,8 +451,9 @@ export class ChorusWorker {
       await this.clock.sleep((slowdown - 1) * result.computeMs);
       result.computeMs *= slowdown;
     }
-    // Stopped while computing: nobody is there to send it to.
-    if (this.stopping) return;
+    // Stopped, or the connection dropped, while computing: nobody is there to send it to, and
+    // encoding it would put into the residual a gradient the coordinator never counts.
+    if (this.stopping || this.liveConnection !== connection) return;
     const { gradient, ...rest } = result;
     // The held factors are those of the held version, which the assign was checked against.
     const lowRank = this.lowRank;
@@ -424,9 +481,17 @@ export class ChorusWorker {
 
   private async onEvaluate(message: Evaluate): Promise<void> {
     if (!this.replica || !this.bnStats) return;
+    if (message.version !== this.status.version) {
+      // As for assignments: an evaluation of weights this worker does not hold would report
+      // another model's accuracy.
+      this.log('warn', 'skipped an evaluation of other weights', { evaluate: `v${message.version}`, holding: `v${this.status.version}` });
+      return;
+    }
     this.setStatus({ state: 'evaluating' });
+    const connection = this.liveConnection;
     const images = shardImages(message.pixels, null, null);
     const result = await this.replica.evaluate(images, message.labels, this.bnStats);
+    if (this.stopping || this.liveConnection !== connection) return;
     this.sendMessage({
       type: 'evalResult',
       v: PROTOCOL_VERSION,
@@ -456,3 +521,4 @@ export class ChorusWorker {
     this.heartbeatTimer = null;
   }
 }
+

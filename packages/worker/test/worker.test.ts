@@ -2,70 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { createRng } from '@chorus/data';
-import { PRESETS, buildGraph, initialBnStats, initialParams, weightLayout } from '@chorus/model';
-import { CLOSE_CODES, LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
-import { ChorusWorker, type Connect, type TransportEvents } from '../src/index.js';
+import { initialBnStats, initialParams } from '@chorus/model';
+import { CLOSE_CODES, LowRankPlan, PROTOCOL_VERSION, PublicWeights, getGradientCodec, type Message } from '@chorus/protocol';
+import { ChorusWorker } from '../src/index.js';
+import { FakeLink, layout, runtime, shardOf, until, welcome } from './fake-link.js';
 
 await tf.setBackend('cpu');
-const spec = PRESETS.tiny;
-const layout = weightLayout(buildGraph(spec));
-const runtime = { kind: 'node' as const, backend: 'cpu', device: 'test', cores: 1, microBatch: 8, agent: 'test' };
-
-/** An in-memory coordinator end: records what the worker sends and lets the test reply. */
-class FakeLink {
-  sent: Message[] = [];
-  events: TransportEvents | null = null;
-  connects = 0;
-  refuse = false;
-  readonly connect: Connect = async (_url, events) => {
-    this.connects++;
-    if (this.refuse) throw new Error('connection refused');
-    this.events = events;
-    return {
-      send: (frame) => this.sent.push(parseMessage(frame)),
-      close: (code, reason) => queueMicrotask(() => events.onClose(code ?? 1000, reason ?? '')),
-    };
-  };
-  deliver(message: Message): void {
-    this.events!.onMessage(encodeMessage(message));
-  }
-  async next(type: Message['type'], timeoutMs = 20_000): Promise<Message> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.sent.findIndex((m) => m.type === type);
-      if (i >= 0) return this.sent.splice(i, 1)[0];
-      if (Date.now() > deadline) throw new Error(`no ${type} sent`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
-
-/** Waits (polling, bounded) until `ready` holds. */
-async function until(what: string, ready: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const welcome = (version = 0): Message => ({
-  type: 'welcome',
-  v: PROTOCOL_VERSION,
-  workerId: 'w7',
-  run: { preset: 'tiny', spec, paramCount: layout.paramCount, bnStatCount: layout.bnStatCount, bnGroup: 4, codec: 'fp32', heartbeatMs: 50 },
-  version,
-  params: initialParams(layout, 1),
-  bnStats: initialBnStats(layout),
-});
-
-function shardOf(count: number) {
-  return {
-    indices: Int32Array.from({ length: count }, (_, i) => i * 3),
-    labels: Uint8Array.from({ length: count }, (_, i) => i % 10),
-    pixels: new Uint8Array(count * 3072).map((_, i) => (i * 7) % 256),
-  };
-}
 
 test('joins with its token, trains an assigned shard, applies updates, evaluates and heartbeats', { timeout: 60_000 }, async (t) => {
   const link = new FakeLink();
@@ -278,9 +220,9 @@ test('low-rank run: sends its step\'s projection, takes each update\'s factors, 
   worker.stop('done');
   await running;
   {
-    // A first welcome and an update that arrive together: the update is parsed before the
-    // welcome is applied, so before any limits. Its factors (a left step's, where v4 is a right
-    // step) do not fit, and the worker rejoins rather than take them.
+    // A first welcome and an update that arrive together: the update is parsed in its turn,
+    // against the welcome's run. Its factors (a left step's, where v4 is a right step) do not
+    // fit, and the worker rejoins rather than take them.
     const link = new FakeLink();
     const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
     const running = worker.start();

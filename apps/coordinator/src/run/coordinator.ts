@@ -158,6 +158,7 @@ export class Coordinator {
   async run(): Promise<void> {
     const ticker = setInterval(() => this.tick(), TICK_MS);
     try {
+      if (this.evaluationMissed()) await this.evaluate();
       while (this.step < this.config.steps && !this.stopped) {
         await this.waitUntilRunnable();
         if (this.stopped || !(await this.trainStep())) break;
@@ -173,6 +174,16 @@ export class Coordinator {
     } finally {
       clearInterval(ticker);
     }
+  }
+
+  /**
+   * Whether the evaluation due at the current step is missing: a stop during it (a SIGTERM
+   * mid-evaluation) checkpointed the step without it, so a run resumed there evaluates first.
+   */
+  private evaluationMissed(): boolean {
+    const { evalEvery } = this.options;
+    const due = evalEvery > 0 && this.step > 0 && this.step % evalEvery === 0 && this.step < this.config.steps;
+    return due && !this.history.evals.some((e) => e.step === this.step);
   }
 
   stop(): void {

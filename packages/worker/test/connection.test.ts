@@ -1,0 +1,162 @@
+/**
+ * What a worker does with messages that belong to another connection or another run than the
+ * one it is in: work queued on a connection that dropped, updates that do not fit the run
+ * (also when they arrive in the same read as the welcome), a welcome this build cannot read, a
+ * stop() while a connection opens.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initialBnStats, initialParams } from '@chorus/model';
+import { PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
+import { ChorusWorker, type Connect } from '../src/index.js';
+import { FakeLink, layout, runtime, shardOf, until, welcome } from './fake-link.js';
+
+await tf.setBackend('cpu');
+
+type Welcome = Extract<Message, { type: 'welcome' }>;
+const welcomeIn = (codec: 'fp32' | 'fp16' | 'int8', version = 3): Welcome => {
+  const w = welcome(version) as Welcome;
+  return { ...w, run: { ...w.run, codec } };
+};
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** A clock whose long sleeps (the slowdown after a shard) wait until the test lets them go, one release each. */
+function heldClock() {
+  const releases: (() => void)[] = [];
+  const clock = {
+    now: () => performance.now(),
+    sleep: (ms: number) => (ms > 0 && ms < 1000 ? new Promise<void>((r) => setTimeout(r, ms)) : new Promise<void>((r) => releases.push(r))),
+  };
+  return { clock, release: () => releases.shift()?.(), get holding() { return releases.length > 0; } };
+}
+
+test('work queued on a connection that dropped is not answered on the next one, and its update does not close it', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const held = heldClock();
+  let version = -1;
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, slowdown: 1e9, clock: held.clock, onStatus: (s) => (version = s.version) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  link.deliver(welcomeIn('int8', 3));
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 1, augmentSeed: 9, ...shardOf(8) });
+  await until('shard 1 to be computed and held', () => held.holding);
+  // More of connection 0's traffic, queued behind shard 1: shard 2, and an update two versions on.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 2, augmentSeed: 9, ...shardOf(8) });
+  const { values, scales } = new PublicWeights(getGradientCodec('int8'), initialParams(layout, 1)).advance(initialParams(layout, 2));
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 5, delta: values, scales, bnStats: initialBnStats(layout), counted: new Int32Array() });
+  // Connection 0 drops; the worker reconnects and is welcomed on connection 1.
+  link.connections[0]!.onClose(1006, 'network lost');
+  await until('the hello on connection 1', () => link.log.some((e) => e.connection === 1 && e.message.type === 'hello'));
+  link.deliver(welcomeIn('int8', 4), 1);
+  held.release();
+  await until('the welcome on connection 1', () => version === 4);
+  // Connection 1 works: its own shard is answered on it.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 9, augmentSeed: 9, ...shardOf(8) });
+  await until('shard 9 to be held', () => held.holding);
+  held.release();
+  await until('the gradient of shard 9', () => link.log.some((e) => e.message.type === 'gradient' && e.message.shardId === 9));
+  const answered = link.log.filter((e) => e.message.type === 'gradient').map((e) => `${(e.message as { shardId: number }).shardId}@${e.connection}`);
+  assert.deepEqual(answered, ['9@1'], "connection 0's shards 1 and 2 are answered nowhere");
+  assert.deepEqual(link.closedByWorker, [], "connection 0's stale update closed nothing");
+  assert.ok(worker.residual()!.some((x) => x !== 0) && link.connects === 2);
+  worker.stop('done');
+  await running;
+});
+
+test('stop() while a connection opens: the connection is closed, and no hello goes out on it', { timeout: 30_000 }, async () => {
+  let open!: () => void;
+  const sent: string[] = [];
+  let closed = 0;
+  const connect: Connect = () => new Promise((resolve) => (open = () => resolve({ send: (f) => sent.push(parseMessage(f).type), close: () => void closed++ })));
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect, runtime });
+  const running = worker.start();
+  await until('the connection to be opening', () => open !== undefined);
+  worker.stop('bye');
+  await running;
+  open();
+  await until('the late connection to be closed', () => closed === 1);
+  assert.deepEqual(sent, []);
+});
+
+test('an fp32 run given a delta instead of full params rejoins rather than advance on weights it never changed', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const versions: number[] = [];
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => versions.push(s.version) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  link.deliver(welcomeIn('fp32', 3));
+  // A float32 delta is fp32's dtype: before, it passed the run's checks and was not applied.
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, delta: initialParams(layout, 2), bnStats: initialBnStats(layout) });
+  const hello = await link.next('hello');
+  assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
+  assert.deepEqual(link.closedByWorker, [0]);
+  assert.ok(!versions.includes(4), `versions: ${versions.join(' ')}`);
+  worker.stop('done');
+  await running;
+});
+
+test('an update in the same read as the first welcome is held to that welcome\'s run: a wrong codec or BatchNorm length makes the worker rejoin, its weights untouched', { timeout: 60_000 }, async (t) => {
+  const int8 = new PublicWeights(getGradientCodec('int8'), initialParams(layout, 1)).advance(initialParams(layout, 2));
+  const fp16 = new PublicWeights(getGradientCodec('fp16'), initialParams(layout, 1)).advance(initialParams(layout, 2));
+  const cases: [string, Message][] = [
+    ['an int8 delta in an fp16 run', { type: 'update', v: PROTOCOL_VERSION, version: 4, delta: int8.values, scales: int8.scales, bnStats: initialBnStats(layout) }],
+    ['BatchNorm statistics of the wrong length', { type: 'update', v: PROTOCOL_VERSION, version: 4, delta: fp16.values, bnStats: new Float32Array(3) }],
+    ['full params in a compressed run', { type: 'update', v: PROTOCOL_VERSION, version: 4, params: initialParams(layout, 2), bnStats: initialBnStats(layout) }],
+  ];
+  for (const [what, update] of cases) {
+    const link = new FakeLink();
+    const versions: number[] = [];
+    const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => versions.push(s.version) });
+    const running = worker.start();
+    t.after(() => worker.stop());
+    await link.next('hello');
+    // One read: ws hands both frames over in the same tick, before the welcome is applied.
+    link.events!.onMessage(encodeMessage(welcomeIn('fp16', 3)));
+    link.events!.onMessage(encodeMessage(update));
+    await link.next('hello');
+    assert.deepEqual(link.closedByWorker, [0], what);
+    assert.ok(!versions.includes(4), `${what}: versions ${versions.join(' ')}`);
+    const expected = new PublicWeights(getGradientCodec('fp16'), initialParams(layout, 1)).weights;
+    assert.ok(bytes(worker.publicWeights()!).equals(bytes(expected)), `${what}: the public weights are the welcome's`);
+    worker.stop('done');
+    await running;
+  }
+});
+
+test('a welcome this build cannot read (a codec it does not know) ends the worker with the reason', { timeout: 30_000 }, async () => {
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  await link.next('hello');
+  const w = welcomeIn('fp32', 0);
+  // encodeMessage does not validate: this is what a newer coordinator would send.
+  link.deliver({ ...w, run: { ...w.run, codec: 'bf16' as 'fp32' } });
+  await assert.rejects(running, /cannot follow this coordinator's run: .*codec/);
+  const bye = await link.next('bye');
+  assert.ok(bye.type === 'bye' && /codec/.test(bye.reason));
+  assert.equal(link.connects, 1, 'no reconnect');
+});
+
+test('an assignment whose step is not its version, and an evaluation of other weights, are skipped', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const logs: string[] = [];
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, log: (_level, message) => logs.push(message) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  link.deliver(welcomeIn('int8', 3));
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 2, version: 3, shardId: 1, augmentSeed: 9, ...shardOf(4) });
+  const { labels, pixels } = shardOf(4);
+  link.deliver({ type: 'evaluate', v: PROTOCOL_VERSION, evalId: 1, shardId: 2, version: 2, labels, pixels });
+  link.deliver({ type: 'evaluate', v: PROTOCOL_VERSION, evalId: 2, shardId: 3, version: 3, labels, pixels });
+  const result = await link.next('evalResult');
+  assert.ok(result.type === 'evalResult' && result.evalId === 2);
+  assert.equal(link.sent.filter((m) => m.type === 'gradient' || m.type === 'evalResult').length, 0);
+  assert.ok(logs.includes('skipped an assignment for other weights') && logs.includes('skipped an evaluation of other weights'), logs.join('\n'));
+  assert.ok(worker.residual()!.every((x) => x === 0), 'nothing was encoded');
+  worker.stop('done');
+  await running;
+});
