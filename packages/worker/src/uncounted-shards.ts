@@ -45,9 +45,9 @@ export class UncountedShards {
    * The update to `version` arrived, having counted the shards in `counted`: every shard sent
    * for an earlier step is settled, and what those of its step (version - 1) it did not count
    * added is taken out of `feedback`. Without `counted` (an older coordinator) every shard counts,
-   * and so does a shard of an older step, whose own update this worker missed (an fp32 run
-   * notices no gap: its updates carry the whole weights): nothing says it did not count. Returns
-   * the ids of the shards taken back.
+   * and so does a shard of an older step, whose own update this worker missed: nothing says it
+   * did not count. (The worker rejoins at such a gap wherever it carries a residual, so only
+   * fp32 runs, which carry none, meet one here.) Returns the ids of the shards taken back.
    */
   settle(version: number, counted: Int32Array | undefined, feedback: ResidualCarrier | null): number[] {
     const now = feedback?.carried;

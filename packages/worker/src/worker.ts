@@ -370,16 +370,19 @@ export class ChorusWorker {
 
   private onUpdate(message: Update): void {
     if (!this.replica || !this.codec) return;
+    if (message.version !== this.status.version + 1 && (message.delta || this.lowRank)) {
+      // A delta is relative to the previous version: applied to any other it would leave this
+      // worker's weights different from everyone's for good. And the update this worker missed
+      // was the one to say which of its shards counted; under low-rank gradients, even with full
+      // weights (fp32), what it kept of an uncounted one is most of a gradient. A fresh welcome
+      // brings the weights back and starts the residual again.
+      this.log('warn', 'missed an update; rejoining for the full weights', { update: `v${message.version}`, holding: `v${this.status.version}` });
+      this.transport?.close(CLOSE_CODES.normal, 'missed an update');
+      return;
+    }
     if (message.params) {
       this.setParams(message.params);
     } else if (message.delta && this.publicParams) {
-      if (message.version !== this.status.version + 1) {
-        // A delta is relative to the previous version: applied to any other it would leave this
-        // worker's weights different from everyone's for good. A fresh welcome brings them back.
-        this.log('warn', 'missed an update; rejoining for the full weights', { update: `v${message.version}`, holding: `v${this.status.version}` });
-        this.transport?.close(CLOSE_CODES.normal, 'missed an update');
-        return;
-      }
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
       this.setParams(this.publicParams);
     }

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initialBnStats, initialParams } from '@chorus/model';
-import { PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
+import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, parseMessage, type Message } from '@chorus/protocol';
+import { createRng } from '@chorus/data';
 import { ChorusWorker, type Connect } from '../src/index.js';
 import { FakeLink, layout, runtime, shardOf, until, welcome } from './fake-link.js';
 
@@ -157,6 +158,29 @@ test('an assignment whose step is not its version, and an evaluation of other we
   assert.equal(link.sent.filter((m) => m.type === 'gradient' || m.type === 'evalResult').length, 0);
   assert.ok(logs.includes('skipped an assignment for other weights') && logs.includes('skipped an evaluation of other weights'), logs.join('\n'));
   assert.ok(worker.residual()!.every((x) => x === 0), 'nothing was encoded');
+  worker.stop('done');
+  await running;
+});
+
+test('a low-rank run that misses an update rejoins even under fp32, whose updates carry the whole weights', { timeout: 60_000 }, async (t) => {
+  // The missed update was the one to say whether this worker's shard counted: under low-rank
+  // gradients what its residual kept of that shard is most of a gradient.
+  const plan = new LowRankPlan(layout.paramCount, layout.params, 2);
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  const joined = welcomeIn('fp32', 4);
+  link.deliver({ ...joined, run: { ...joined.run, lowRank: 2 }, factors: plan.initialFactors(createRng(3)) });
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  assert.ok(worker.residual()!.some((x) => x !== 0), 'the projection left a residual');
+  // Version 6 while holding 4: whether shard 5 counted at step 4 went by in the missed update.
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 6, params: joined.params, bnStats: initialBnStats(layout), factors: plan.initialFactors(createRng(4)) });
+  const hello = await link.next('hello');
+  assert.ok(hello.type === 'hello' && hello.workerId === 'w7');
+  assert.deepEqual(link.closedByWorker, [0]);
   worker.stop('done');
   await running;
 });
