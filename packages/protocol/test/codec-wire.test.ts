@@ -4,6 +4,7 @@ import {
   ErrorFeedback,
   encodeMessage,
   fp16Codec,
+  fp32Codec,
   int8Codec,
   parseMessage,
   type CodecName,
@@ -87,7 +88,10 @@ test('updates carry either full fp32 params or a delta in the run\'s codec, neve
   assert.deepEqual(got.delta, values);
   assert.equal(got.params, undefined);
   refused({ ...delta }, 'fp16', 'malformed', /update\.delta is encoded as int8; this run's codec is fp16/);
-  refused({ ...base }, 'int8', 'malformed', /update\.params is encoded as fp32; this run's codec is int8/);
+  refused({ ...base }, 'int8', 'malformed', /update\.params in an int8 run, which updates by delta/);
+  // A float32 delta is fp32's dtype, and still no fp32 update: those carry full params.
+  const { values: f32 } = fp32Codec.encode(floats(PARAMS));
+  refused({ ...delta, delta: f32, scales: undefined }, 'fp32', 'malformed', /update\.delta in an fp32 run, which updates by full params/);
   refused({ ...delta, params: floats(PARAMS) }, 'int8', 'malformed', /exactly one of params/);
   refused({ ...delta, delta: undefined, scales: undefined }, 'int8', 'malformed', /exactly one of params/);
   refused({ ...delta, scales: Float32Array.from([NaN]) }, 'int8', 'malformed', /scale 0 is NaN/);
