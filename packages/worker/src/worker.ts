@@ -77,6 +77,10 @@ export interface WorkerOptions {
   shardComputer?: ShardComputer;
 }
 
+/** The heartbeat intervals a worker keeps to, whatever a welcome asks (ms). */
+const HEARTBEAT_MIN_MS = 50;
+const HEARTBEAT_MAX_MS = 30_000;
+
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CLOSE_CODES.badToken, CLOSE_CODES.badVersion, CLOSE_CODES.shutdown]);
 
@@ -110,8 +114,15 @@ export class ChorusWorker {
   private queue: Promise<void> = Promise.resolve();
   /** Numbers the connections: what arrived on one is handled only while it is the one open. */
   private connections = 0;
-  /** The number of the connection now open, or null between connections. */
+  /** The number of the connection now open, or null between connections (and once this worker has begun closing it). */
   private liveConnection: number | null = null;
+  /** The connection the last welcome was joined on. */
+  private welcomedOn: number | null = null;
+  /**
+   * Rejoins this worker asked for itself (an update it could not apply) since it last applied
+   * one: a coordinator whose updates never fit is rejoined with growing back-off, not in a loop.
+   */
+  private unproductiveRejoins = 0;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private stopping = false;
   private finished!: (error?: Error) => void;
@@ -202,6 +213,9 @@ export class ChorusWorker {
         features: [...WORKER_FEATURES],
         ...(this.status.workerId ? { workerId: this.status.workerId } : {}),
       });
+      // A rejoin's welcome may wait behind a shard of the dropped connection still computing:
+      // the coordinator hears from this worker meanwhile, at the run's pace.
+      if (this.run) this.startHeartbeat(this.run.heartbeatMs);
       const { code, reason } = await closedPromise;
       this.transport = null;
       this.liveConnection = null;
@@ -213,7 +227,10 @@ export class ChorusWorker {
         return;
       }
       this.log('warn', 'connection closed', { code, reason: reason || undefined });
-      attempt = code === CLOSE_CODES.normal || this.status.state !== 'connecting' ? 0 : attempt;
+      // Back-off starts again after a connection that was joined or left normally; it grows
+      // over connections that end before a welcome, and over rejoins that apply nothing.
+      if (this.unproductiveRejoins > 0) attempt = this.unproductiveRejoins;
+      else if (code === CLOSE_CODES.normal || this.welcomedOn === connection) attempt = 0;
     }
   }
 
@@ -294,7 +311,7 @@ export class ChorusWorker {
         // Without this update the worker is off the run's weights from now on (the next delta
         // would be added to the wrong ones): a welcome brings them back.
         this.log('warn', 'an update does not fit this run; rejoining for its weights', { error: text });
-        this.transport?.close(CLOSE_CODES.normal, 'update does not fit the run');
+        this.rejoin('update does not fit the run');
       } else {
         this.log('warn', `dropped ${type === 'assign' ? 'an assignment' : 'an evaluation'} that does not fit this run`, { error: text });
       }
@@ -303,6 +320,18 @@ export class ChorusWorker {
     if (message.type === 'assign') await this.onAssign(message);
     else if (message.type === 'update') this.onUpdate(message);
     else if (message.type === 'evaluate') await this.onEvaluate(message);
+  }
+
+  /**
+   * Closes the connection to be welcomed again. Nothing more of it is handled from here on:
+   * its close completes only when the coordinator answers, and what it still delivers until
+   * then belongs to the run this worker has fallen out of.
+   */
+  private rejoin(reason: string): void {
+    this.unproductiveRejoins++;
+    this.liveConnection = null;
+    this.stopHeartbeat();
+    this.transport?.close(CLOSE_CODES.normal, reason);
   }
 
   /** Ends the worker with `reason`: says bye, closes, rejects start(). */
@@ -365,6 +394,7 @@ export class ChorusWorker {
     this.bnStats = message.bnStats.slice();
     this.setStatus({ state: 'ready', workerId: message.workerId, version: message.version });
     this.log('info', `joined as ${message.workerId}`, { preset: message.run.preset, params: message.run.paramCount, weights: `v${message.version}` });
+    this.welcomedOn = this.liveConnection;
     this.startHeartbeat(message.run.heartbeatMs);
   }
 
@@ -377,7 +407,7 @@ export class ChorusWorker {
       // weights (fp32), what it kept of an uncounted one is most of a gradient. A fresh welcome
       // brings the weights back and starts the residual again.
       this.log('warn', 'missed an update; rejoining for the full weights', { update: `v${message.version}`, holding: `v${this.status.version}` });
-      this.transport?.close(CLOSE_CODES.normal, 'missed an update');
+      this.rejoin('missed an update');
       return;
     }
     if (message.params) {
@@ -389,6 +419,7 @@ export class ChorusWorker {
     // Checked against the run (onRunMessage): the factors of the step at this version.
     if (this.lowRank) this.lowRank.factors = message.factors!.slice();
     this.bnStats = message.bnStats.slice();
+    this.unproductiveRejoins = 0;
     const takenBack = this.uncounted.settle(message.version, message.counted, this.lowRank?.feedback ?? this.errorFeedback);
     if (takenBack.length) this.log('info', 'a gradient of this worker was not counted (its shard went to another worker); its error feedback takes back what it kept of it', { shards: takenBack.join(', '), step: message.version - 1 });
     this.setStatus({ version: message.version });
@@ -509,6 +540,8 @@ export class ChorusWorker {
 
   private startHeartbeat(intervalMs: number): void {
     this.stopHeartbeat();
+    // The coordinator's figure, within sense: Node turns an interval past 2^31 - 1 ms into 1 ms.
+    intervalMs = Math.min(Math.max(intervalMs, HEARTBEAT_MIN_MS), HEARTBEAT_MAX_MS);
     this.heartbeatTimer = setInterval(() => {
       this.sendMessage({
         type: 'heartbeat',

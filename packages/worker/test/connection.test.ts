@@ -184,3 +184,67 @@ test('a low-rank run that misses an update rejoins even under fp32, whose update
   worker.stop('done');
   await running;
 });
+
+test('once the worker closes a connection to rejoin, nothing more of it is handled, even before the close completes', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  link.holdCloses = true;
+  const states: string[] = [];
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 }, onStatus: (s) => states.push(`${s.state}@v${s.version}`) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  link.deliver(welcomeIn('fp32', 3));
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, params: initialParams(layout, 2), bnStats: new Float32Array(3) });
+  // What the coordinator sent before it saw the close: full weights again, and a shard at them.
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 5, params: initialParams(layout, 2), bnStats: initialBnStats(layout) });
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 5, version: 5, shardId: 1, augmentSeed: 9, ...shardOf(4) });
+  await until('the close', () => link.closedByWorker.length === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!states.some((s) => s.startsWith('training') || s.endsWith('@v5')), states.join(' '));
+  assert.deepEqual(link.log.filter((e) => e.message.type !== 'hello').map((e) => e.message.type), [], 'no gradient and no heartbeat into the closing connection');
+  worker.stop('done');
+  await running;
+});
+
+test('a coordinator whose updates never fit is rejoined with growing back-off, not in a loop', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const waits: number[] = [];
+  const clock = { now: () => performance.now(), sleep: (ms: number) => (waits.push(ms), Promise.resolve()) };
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 10_000 }, clock });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  for (let i = 0; i < 5; i++) {
+    await link.next('hello');
+    // An fp32 run that sends deltas: no update of it can be applied.
+    link.deliver(welcomeIn('fp32', 3));
+    link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, delta: initialParams(layout, 2), bnStats: initialBnStats(layout) });
+    await until(`rejoin ${i + 1}`, () => link.closedByWorker.length === i + 1);
+  }
+  await link.next('hello');
+  worker.stop('done');
+  await running;
+  // backoffDelay draws each wait between half and all of 10 ms x 2^n: the fifth is at least 160 ms.
+  assert.equal(waits.length, 5, waits.join(' '));
+  assert.ok(waits[4]! >= 160 && waits[4]! > 4 * waits[0]!, `waits: ${waits.map((w) => w.toFixed(0)).join(' ')}`);
+});
+
+test('heartbeats keep to a sane interval whatever the welcome asks, and start before a rejoin\'s welcome', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 10, maxMs: 20 } });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  const joined = welcomeIn('fp32', 3);
+  // Past 2^31 - 1 ms Node's timers fire every millisecond.
+  link.deliver({ ...joined, run: { ...joined.run, heartbeatMs: 3e9 } });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(link.log.filter((e) => e.message.type === 'heartbeat').length, 0, 'no heartbeat flood');
+  // Rejoin: a shard of connection 0 may still be computing, so no welcome comes yet on 1. The
+  // coordinator hears from the worker all the same.
+  link.deliver(joined);
+  await until('the ordinary welcome', () => link.log.filter((e) => e.message.type === 'heartbeat').length > 0);
+  link.connections[0]!.onClose(1006, 'network lost');
+  await until('a heartbeat on connection 1 before any welcome there', () => link.log.some((e) => e.connection === 1 && e.message.type === 'heartbeat'));
+  worker.stop('done');
+  await running;
+});

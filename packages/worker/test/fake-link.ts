@@ -23,6 +23,8 @@ export class FakeLink {
   connections: TransportEvents[] = [];
   connects = 0;
   refuse = false;
+  /** A coordinator that never answers a close: the worker's close() never completes. */
+  holdCloses = false;
   readonly connect: Connect = async (_url, events) => {
     this.connects++;
     if (this.refuse) throw new Error('connection refused');
@@ -35,7 +37,7 @@ export class FakeLink {
       },
       close: (code, reason) => {
         this.closedByWorker.push(connection);
-        queueMicrotask(() => events.onClose(code ?? 1000, reason ?? ''));
+        if (!this.holdCloses) queueMicrotask(() => events.onClose(code ?? 1000, reason ?? ''));
       },
     };
   };

@@ -34,7 +34,8 @@ function scratchBytes(matrices: readonly LowRankMatrix[], rank: number): number 
 
 /**
  * Writes each matrix's projection of `values` onto `factors` (the fixed side's) into `out`, in
- * plan order from its start; the values after the projections are left to the caller.
+ * plan order from its start. What it leaves after the projections is unspecified: the caller
+ * writes the values that go there (LowRankPlan.project, its passthrough values).
  */
 export function simdProject(matrices: readonly LowRankMatrix[], rank: number, values: Float32Array, side: LowRankSide, factors: Float32Array, out: Float32Array): boolean {
   const r = lowRankKernels.prepare(values.length, values, factors, { output: out }, scratchBytes(matrices, rank));
@@ -61,8 +62,8 @@ export function simdProject(matrices: readonly LowRankMatrix[], rank: number, va
 
 /**
  * Writes each matrix that `payload` stands for, with `factors` fixed, into `out` (the whole
- * parameter vector) where the plan puts it; the values between the matrices are left to the
- * caller.
+ * parameter vector) where the plan puts it. What it leaves between the matrices is unspecified:
+ * the caller writes the values that go there (LowRankPlan.reconstruct, its passthrough values).
  */
 export function simdReconstruct(matrices: readonly LowRankMatrix[], rank: number, payload: Float32Array, side: LowRankSide, factors: Float32Array, out: Float32Array): boolean {
   const r = lowRankKernels.prepare(out.length, payload, factors, { output: out }, scratchBytes(matrices, rank));
