@@ -11,11 +11,13 @@ import { residentVectors, simdAddF32 } from './simd/vector-kernels.js';
  * into a later step weighs there exactly what it would have weighed in its own step, whatever
  * the shard sizes.
  *
- * Reset it (`reset()`) when the worker's weights jump rather than advance by one update: after
- * a welcome (a join or a rejoin). Its residual then belongs to shards the coordinator may never
- * have counted (a worker that drops mid-step loses its shard to others) and to weights the run
- * has left behind; carrying it would add a stale gradient once, with no later step to take it
- * back. One quantum is all that is lost by dropping it.
+ * Start it again (a new one) where its residual may belong to shards the coordinator never
+ * counted (a worker that drops mid-step loses its shard to others) or to steps the run no
+ * longer has (a coordinator resumed from an earlier checkpoint): carrying it would add a stale
+ * gradient once, with no later step to take it back. One quantum is all that is lost by
+ * dropping it. Where every shard it kept a part of is settled, it holds only what counted
+ * payloads left out and may go on across a rejoin to the same run (the worker's
+ * mayKeepResidual).
  *
  * fp32 keeps no residual: it is exact, and encode hands back the caller's array uncopied.
  */

@@ -286,7 +286,7 @@ function dot(a: Float64Array, b: Float64Array): number {
  * gradient sum plus the carried residual is projected onto the step's fixed factors, the
  * projection encoded in the run's codec, and whatever the coordinator will not reconstruct from
  * that payload (the part outside the factors' span, and the codec's rounding) is carried to the
- * next shard. Reset it after a welcome, as ErrorFeedback.
+ * next shard. Start it again after a welcome by the same rule as ErrorFeedback.
  */
 export class LowRankFeedback {
   readonly plan: LowRankPlan;

@@ -73,7 +73,12 @@ export class UncountedShards {
     return parts.map((p) => p.shardId);
   }
 
-  /** Forgets every shard (a welcome resets the residual they belong to). */
+  /** Whether every shard sent is settled (none waits for the update that says if it counted). */
+  get empty(): boolean {
+    return this.sent.length === 0;
+  }
+
+  /** Forgets every shard (a welcome resets the residual they belong to, or finds none open). */
   clear(): void {
     for (const shard of this.sent) this.spare.push(shard.before);
     this.sent = [];

@@ -100,7 +100,7 @@ export class ChorusWorker {
   private codec: GradientCodec | null = null;
   /** The public weights under a compressed codec (deltas are added to them); null under fp32. */
   private publicParams: Float32Array | null = null;
-  /** Rounding the uplink loses, carried to the next shard; reset by every welcome. */
+  /** Rounding the uplink loses, carried to the next shard; a welcome starts it again unless it may go on (mayKeepResidual). */
   private errorFeedback: ErrorFeedback | null = null;
   /** Low-rank runs: the plan, the uplink with its residual, and the fixed factors of the step at the held version. */
   private lowRank: { plan: LowRankPlan; feedback: LowRankFeedback; factors: Float32Array } | null = null;
@@ -361,6 +361,8 @@ export class ChorusWorker {
 
   private onWelcome(message: Welcome): void {
     const specJson = JSON.stringify(message.run.spec);
+    const keepResidual = this.mayKeepResidual(message, specJson);
+    const rejoining = this.run !== null;
     if (!this.replica || specJson !== this.specJson || this.replica.bnGroup !== message.run.bnGroup) {
       this.replica?.dispose();
       this.replica = new Replica(message.run.spec as ResNetV2Spec, {
@@ -376,18 +378,18 @@ export class ChorusWorker {
     const codec = getGradientCodec(message.run.codec);
     let lowRank: ChorusWorker['lowRank'] = null;
     if (message.run.lowRank !== undefined) {
-      const plan = new LowRankPlan(message.run.paramCount, this.replica.layout.params, message.run.lowRank);
+      const held = keepResidual ? this.lowRank : null;
+      const plan = held?.plan ?? new LowRankPlan(message.run.paramCount, this.replica.layout.params, message.run.lowRank);
       const expected = plan.factorLength(sideOfStep(message.version));
       if (message.factors?.length !== expected) throw new Error(`welcome: ${message.factors?.length ?? 'no'} low-rank factor values; rank ${message.run.lowRank} at v${message.version} needs ${expected}`);
-      lowRank = { plan, feedback: new LowRankFeedback(plan, codec), factors: message.factors.slice() };
+      lowRank = { plan, feedback: held?.feedback ?? new LowRankFeedback(plan, codec), factors: message.factors.slice() };
     }
     this.run = message.run;
     this.codec = codec;
-    // A welcome is a jump (a join or a rejoin), never one update further: the residual of the
-    // shards before it belongs to steps the coordinator may not have counted (ErrorFeedback).
-    // A low-rank run keeps its residual in its LowRankFeedback instead.
+    // A low-rank run keeps its residual in its LowRankFeedback, the others in an ErrorFeedback.
     this.lowRank = lowRank;
-    this.errorFeedback = lowRank ? null : new ErrorFeedback(codec, message.run.paramCount);
+    this.errorFeedback = lowRank ? null : ((keepResidual ? this.errorFeedback : null) ?? new ErrorFeedback(codec, message.run.paramCount));
+    if (rejoining && !keepResidual) this.log('info', 'error feedback starts again from zero', { weights: `v${message.version}` });
     this.uncounted.clear();
     this.publicParams = this.codec.name === 'fp32' ? null : message.params.slice();
     this.setParams(this.publicParams ?? message.params);
@@ -396,6 +398,27 @@ export class ChorusWorker {
     this.log('info', `joined as ${message.workerId}`, { preset: message.run.preset, params: message.run.paramCount, weights: `v${message.version}` });
     this.welcomedOn = this.liveConnection;
     this.startHeartbeat(message.run.heartbeatMs);
+  }
+
+  /**
+   * Whether the residual error feedback carries may go on past this welcome. It holds what
+   * counted payloads left out, and nothing else, once every shard it kept a part of is settled
+   * (no shard waits for its update): then it stays valid across a rejoin to the same run at the
+   * same or a later step, such as a network blip, where starting it again would drop what the
+   * run has not yet received (under low-rank gradients, the part of recent gradients outside the
+   * factors' span). It starts again after a jump back (a coordinator resumed from an earlier
+   * checkpoint: the steps it lost counted some of it), into another run, or with shards unsettled.
+   */
+  private mayKeepResidual(message: Welcome, specJson: string): boolean {
+    const held = this.run;
+    if (!held || !this.replica || !this.uncounted.empty) return false;
+    const sameRun =
+      held.codec === message.run.codec &&
+      held.lowRank === message.run.lowRank &&
+      held.paramCount === message.run.paramCount &&
+      held.bnGroup === message.run.bnGroup &&
+      specJson === this.specJson;
+    return sameRun && message.version >= this.status.version;
   }
 
   private onUpdate(message: Update): void {

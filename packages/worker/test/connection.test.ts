@@ -248,3 +248,82 @@ test('heartbeats keep to a sane interval whatever the welcome asks, and start be
   worker.stop('done');
   await running;
 });
+
+test('error feedback goes on across a rejoin to the same run once every shard is settled, and starts again after a jump back, another run or an open shard', { timeout: 60_000 }, async (t) => {
+  const link = new FakeLink();
+  let version = -1;
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 1, maxMs: 2 }, onStatus: (s) => (version = s.version) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  const rejoin = async (w: Welcome) => {
+    const connection = link.connections.length - 1;
+    link.connections[connection]!.onClose(1006, 'network lost');
+    await until('the hello of the rejoin', () => link.log.some((e) => e.connection === connection + 1 && e.message.type === 'hello'));
+    version = -1;
+    link.deliver(w);
+    await until('its welcome', () => version === w.version);
+  };
+  await link.next('hello');
+  const joined = welcomeIn('int8', 3);
+  link.deliver(joined);
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 3, version: 3, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  const pub = new PublicWeights(getGradientCodec('int8'), joined.params);
+  const { values, scales } = pub.advance(initialParams(layout, 2));
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 4, delta: values, scales, bnStats: initialBnStats(layout), counted: Int32Array.of(5) });
+  await until('the update', () => version === 4);
+  const kept = worker.residual()!;
+  assert.ok(kept.some((x) => x !== 0), 'int8 rounding left a residual');
+  // A blip: the same run at the same step. Shard 5 was settled (counted), so the residual goes on.
+  await rejoin({ ...joined, version: 4, params: pub.weights.slice() });
+  assert.ok(bytes(worker.residual()!).equals(bytes(kept)), 'the residual goes on, bit for bit');
+  // A coordinator resumed from an earlier checkpoint: the steps it lost counted part of it.
+  await rejoin({ ...joined, version: 2 });
+  assert.ok(worker.residual()!.every((x) => x === 0), 'a jump back starts it again');
+  // An open shard: whether it counts went by with the connection.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 2, version: 2, shardId: 6, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  assert.ok(worker.residual()!.some((x) => x !== 0));
+  await rejoin({ ...joined, version: 2 });
+  assert.ok(worker.residual()!.every((x) => x === 0), 'an unsettled shard starts it again');
+  // Another run (fp16 now): its residual would be another codec's rounding.
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 2, version: 2, shardId: 7, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  const again = new PublicWeights(getGradientCodec('int8'), joined.params);
+  const next = again.advance(initialParams(layout, 2));
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 3, delta: next.values, scales: next.scales, bnStats: initialBnStats(layout), counted: Int32Array.of(7) });
+  await until('the update', () => version === 3);
+  assert.ok(worker.residual()!.some((x) => x !== 0));
+  await rejoin({ ...welcomeIn('fp16', 3) });
+  assert.ok(worker.residual()!.every((x) => x === 0), 'another run starts it again');
+  worker.stop('done');
+  await running;
+});
+
+test('a low-rank run keeps its residual across a rejoin to the same step, once its shards are settled', { timeout: 60_000 }, async (t) => {
+  const plan = new LowRankPlan(layout.paramCount, layout.params, 2);
+  const link = new FakeLink();
+  let version = -1;
+  const worker = new ChorusWorker({ url: 'ws://x', token: 'tok', connect: link.connect, runtime, reconnect: { initialMs: 1, maxMs: 2 }, onStatus: (s) => (version = s.version) });
+  const running = worker.start();
+  t.after(() => worker.stop());
+  await link.next('hello');
+  const base = welcomeIn('fp32', 4);
+  const joined: Welcome = { ...base, run: { ...base.run, lowRank: 2 }, factors: plan.initialFactors(createRng(3)) };
+  link.deliver(joined);
+  link.deliver({ type: 'assign', v: PROTOCOL_VERSION, step: 4, version: 4, shardId: 5, augmentSeed: 9, ...shardOf(8) });
+  await link.next('gradient');
+  const left = plan.nextFactors(new Float32Array(plan.payloadLength('right')).map((_, i) => Math.cos(i)), 'right');
+  link.deliver({ type: 'update', v: PROTOCOL_VERSION, version: 5, params: base.params, bnStats: initialBnStats(layout), factors: left, counted: Int32Array.of(5) });
+  await until('the update', () => version === 5);
+  const kept = worker.residual()!;
+  assert.ok(kept.some((x) => x !== 0), 'the projection left a residual');
+  link.connections[0]!.onClose(1006, 'network lost');
+  await until('the rejoin', () => link.log.some((e) => e.connection === 1 && e.message.type === 'hello'));
+  version = -1;
+  link.deliver({ ...joined, version: 5, factors: left });
+  await until('its welcome', () => version === 5);
+  assert.ok(bytes(worker.residual()!).equals(bytes(kept)), 'what the projections left out so far goes on');
+  worker.stop('done');
+  await running;
+});
