@@ -114,16 +114,24 @@ test('load balancing: a worker at half speed ends up with about half the share o
   const slow = startWorker(c.url, c.token, ['--slowdown', '2']);
   try {
     await waitFor('12 steps', async () => (await c.status()).step >= 12, 120_000);
-    const shares = await waitFor('both shares measured', async () => {
+    // The shares of five different steps: one step's speeds can be thrown by whatever else the
+    // two shared cores run at that moment; the balancing shows in the median.
+    const samples: number[][] = [];
+    let seenStep = -1;
+    await waitFor('the shares of five steps', async () => {
       const s = await c.status();
       const [a, b] = s.workers;
-      return a?.lastShard && b?.lastShard ? s.workers : null;
-    });
-    // Worker order is join order, which may differ from start order: tell them apart by speed.
-    const byShare = [...shares].sort((a, b) => (a.lastShard ?? 0) - (b.lastShard ?? 0));
-    const ratio = byShare[0].lastShard! / byShare[1].lastShard!;
-    // Ideal is 0.5; shares move in groups of 4 of 128 and timings on a shared 2-core machine are noisy.
-    assert.ok(ratio > 0.3 && ratio < 0.75, `slow/fast share ratio ${ratio} (${byShare.map((w) => w.lastShard)})`);
+      if (s.step !== seenStep && a?.lastShard && b?.lastShard) {
+        seenStep = s.step;
+        // Worker order is join order, which may differ from start order: tell them apart by share.
+        samples.push([a.lastShard, b.lastShard].sort((x, y) => x - y));
+      }
+      return samples.length >= 5;
+    }, 120_000);
+    const ratios = samples.map(([slow, fast]) => slow! / fast!).sort((x, y) => x - y);
+    const ratio = ratios[2]!;
+    // Ideal is 0.5; shares move in groups of 4 of 128.
+    assert.ok(ratio > 0.3 && ratio < 0.75, `median slow/fast share ratio ${ratio} (${samples.map((p) => p.join('/')).join(', ')})`);
   } finally {
     await Promise.all([fast.kill(), slow.kill(), c.proc.kill()]);
     await rm(dir, { recursive: true, force: true });

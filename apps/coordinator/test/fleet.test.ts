@@ -107,3 +107,69 @@ test("each update names the shards whose gradients it applied, so a worker whose
   assert.equal(updates.length, 2);
   assert.deepEqual(updates.map((u) => [...u.counted!].sort((a, b) => a - b)), answered);
 });
+
+test('a worker whose link falls behind the run gets no more updates or shares until its socket drains, then the weights in full', { timeout: 30_000 }, async () => {
+  const c = new Coordinator({
+    config: { preset: 'tiny', spec: PRESETS.tiny, batch: 16, steps: 4, lr: 0.1, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false, codec: 'int8' },
+    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
+    data,
+    token: 't',
+    log: createLogger({ quiet: true, write: () => undefined }),
+    metrics: createMetrics(),
+  });
+  const { paramCount, bnStatCount } = c.layout;
+  const codec = getGradientCodec('int8');
+  const workers = [1, 2].map((id) => {
+    const conn = fakeConnection(id) as ReturnType<typeof fakeConnection> & { buffered: number; updates: number[] };
+    conn.buffered = 0;
+    conn.updates = [];
+    (conn as unknown as { sendFrame: (frame: Uint8Array) => void }).sendFrame = (frame) => {
+      const m = parseMessage(frame);
+      if (m.type === 'update') conn.updates.push(m.version);
+    };
+    return { conn, record: c.fleet.admit(conn, hello()) };
+  });
+  const [fast, slow] = workers as [(typeof workers)[number], (typeof workers)[number]];
+  const until = async (what: string, ready: () => boolean) => {
+    const deadline = Date.now() + 10_000;
+    while (!ready()) {
+      assert.ok(Date.now() < deadline, what);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const assignOf = (w: typeof fast, step: number) => w.conn.messages.find((m): m is Extract<Message, { type: 'assign' }> => m.type === 'assign' && m.step === step);
+  const answer = async (w: typeof fast, step: number) => {
+    await until(`an assign for step ${step}`, () => assignOf(w, step) !== undefined);
+    const assign = assignOf(w, step)!;
+    const { values, scales } = codec.encode(new Float32Array(paramCount));
+    const refusal = c.fleet.receive(w.record, { type: 'gradient', v: PROTOCOL_VERSION, step, shardId: assign.shardId, count: assign.indices.length, lossSum: 1, correct: 0, computeMs: 1, gradient: values, scales, bnMoments: new Float32Array(bnStatCount) } as Message);
+    assert.equal(refusal, null);
+  };
+  const running = c.run();
+  await answer(fast, 0);
+  await answer(slow, 0);
+  await until('update v1 to both', () => fast.conn.updates.includes(1) && slow.conn.updates.includes(1));
+  // Its link now holds far more than two updates not yet sent.
+  slow.conn.buffered = 1e9;
+  await answer(fast, 1);
+  await answer(slow, 1);
+  await until('update v2', () => fast.conn.updates.includes(2));
+  assert.deepEqual(slow.conn.updates, [1], 'no update queued behind a link that has not sent the last ones');
+  assert.equal(slow.record.behind, true);
+  assert.ok(c.history.events.some((e) => e.kind === 'behind' && e.message.includes(slow.record.id)));
+  // Step 2 goes to the worker that keeps up, all of it.
+  await until('an assign for step 2', () => assignOf(fast, 2) !== undefined);
+  assert.equal(assignOf(fast, 2)!.indices.length, 16);
+  assert.equal(assignOf(slow, 2), undefined, 'no share for a worker behind');
+  // Its link catches up; after the next update it is sent the weights in full and trains again.
+  slow.conn.buffered = 0;
+  await answer(fast, 2);
+  await until('the resync', () => slow.conn.messages.some((m) => m.type === 'welcome' && m.version === 3));
+  assert.deepEqual(slow.conn.updates, [1], 'the updates it missed are not sent after all: the welcome replaces them');
+  assert.ok(c.history.events.some((e) => e.kind === 'caught-up' && e.message.includes(slow.record.id)));
+  await answer(fast, 3);
+  await answer(slow, 3);
+  await running;
+  assert.equal(c.step, 4);
+  assert.deepEqual(slow.conn.updates, [1, 4]);
+});

@@ -19,6 +19,11 @@ export class Connection {
     return this.socket.readyState === this.socket.OPEN;
   }
 
+  /** Bytes sent and not yet handed to the kernel: what a link slower than the run piles up. */
+  get buffered(): number {
+    return this.socket.bufferedAmount;
+  }
+
   /** Everything sent has left for the kernel (or the socket is closed): a sent buffer is free again. */
   get drained(): boolean {
     return this.socket.readyState === this.socket.CLOSED || this.socket.bufferedAmount === 0;

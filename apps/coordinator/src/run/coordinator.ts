@@ -76,6 +76,12 @@ export class Coordinator {
   /** The sum and mean of every step's reduction, reused (one step is reduced at a time). */
   private readonly reduction: ReductionBuffers;
   private readonly updateFrames = new UpdateFrames();
+  /**
+   * How much a worker's socket may still hold, not yet handed to the kernel, when the next
+   * update is due: two full-weight updates and a little. Past it the worker's link is slower
+   * than the run and it sits out until it drains (Fleet.updateSinks).
+   */
+  private readonly lagLimitBytes: number;
   private hashed: { step: number; hash: string } | null = null;
   private training: TrainingStep | null = null;
   private evaluation: ShardRound<EvalShardResult> | null = null;
@@ -93,6 +99,7 @@ export class Coordinator {
     this.options = deps.options;
     this.now = deps.now ?? (() => performance.now());
     this.layout = weightLayout(buildGraph(deps.config.spec));
+    this.lagLimitBytes = 2 * 4 * (this.layout.paramCount + this.layout.bnStatCount) + (1 << 20);
     this.master = new MasterState(deps.config, this.layout, deps.data.train.count);
     this.reduction = new ReductionBuffers(this.layout.paramCount, this.master.gradientBuffer);
     this.codec = getGradientCodec(codecOf(deps.config));
@@ -235,7 +242,8 @@ export class Coordinator {
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
     const ready = this.membership.ready();
-    this.updateFrames.send(this.update(arrivals), ready.flatMap((w) => (w.conn ? [w.conn] : [])));
+    this.updateFrames.send(this.update(arrivals), this.fleet.updateSinks(this.lagLimitBytes));
+    this.fleet.resyncDrained();
     const t3 = this.now();
     const record = stepRecord({ step: step + 1, lr, totals, arrivals, workers: ready.length, times: { startedAt: round.startedAt, reduceMs: round.sinkMs, t0, t1, t2, t3 } });
     this.history.step(record);
@@ -278,7 +286,7 @@ export class Coordinator {
 
   private async waitUntilRunnable(): Promise<void> {
     for (;;) {
-      const ready = this.membership.ready().length;
+      const ready = this.membership.assignable().length;
       const needed = this.started ? 1 : this.options.minWorkers;
       if (this.stopped || (!this.paused && ready >= needed)) break;
       await new Promise<void>((resolve) => (this.wake = resolve));
@@ -296,13 +304,14 @@ export class Coordinator {
   private tick(): void {
     const now = this.now();
     this.fleet.dropSilent(now, this.options.heartbeatTimeoutMs);
+    this.fleet.resyncDrained();
     this.training?.round.tick(now);
     this.evaluation?.tick(now);
   }
 
   /** What both kinds of round share: the workers, the clock, shard ids, deadlines, events. */
   private readonly port: SharedPort = {
-    ready: () => this.membership.ready(),
+    ready: () => this.membership.assignable(),
     worker: (id) => this.membership.get(id),
     now: () => this.now(),
     nextShardId: () => this.nextShardId++,

@@ -145,6 +145,48 @@ export class Fleet {
   }
 
   /** Why ready workers cannot all have a share, or null. */
+  /**
+   * The sockets this step's update goes to: every ready worker's, except where the socket still
+   * holds more than `lagLimitBytes` not yet handed to the kernel. Such a link is slower than the
+   * run (a tab on slow Wi-Fi in a fleet of GPUs), and queueing every update for it would grow
+   * the coordinator's memory step after step. That worker is marked behind: no more updates and
+   * no shares until its socket has drained, and then the weights in full (resyncDrained).
+   */
+  updateSinks(lagLimitBytes: number): Connection[] {
+    const sinks: Connection[] = [];
+    for (const worker of this.membership.ready()) {
+      const conn = worker.conn;
+      if (!conn || worker.behind) continue;
+      if (conn.buffered > lagLimitBytes) {
+        worker.behind = true;
+        const queued = (conn.buffered / 1e6).toFixed(1);
+        this.history.event('behind', `worker ${worker.id} fell behind: ${queued} MB of updates still queued for its link; it sits out until they have left`, { worker: worker.id });
+        continue;
+      }
+      sinks.push(conn);
+    }
+    return sinks;
+  }
+
+  /**
+   * Workers behind whose sockets have handed everything to the kernel: the weights in full (a
+   * welcome, which they take as a rejoin), and shares again from the ranges still open.
+   */
+  resyncDrained(): void {
+    let resynced = false;
+    for (const worker of this.membership.ready()) {
+      if (!worker.behind || !worker.conn || worker.conn.buffered > 0) continue;
+      worker.behind = false;
+      this.host.welcome(worker.conn, worker);
+      this.history.event('caught-up', `worker ${worker.id} caught up: sent the weights in full, it trains again`, { worker: worker.id });
+      resynced = true;
+    }
+    if (!resynced) return;
+    this.changed();
+    this.host.training()?.round.workerJoined();
+    this.host.evaluation()?.workerJoined();
+  }
+
   shareShortage(ready = this.membership.ready().length): string | null {
     return shareShortage(this.batch.size, this.batch.bnGroup, ready);
   }

@@ -24,6 +24,12 @@ export interface WorkerRecord {
   /** A browser tab reported itself hidden (throttled). */
   hidden: boolean;
   /**
+   * Its link fell behind the run: updates were not sent to it while its socket still held
+   * more than the lag limit, and it gets no shares until it has drained and been sent the
+   * weights in full again (Fleet.updateSinks, Fleet.resyncDrained).
+   */
+  behind: boolean;
+  /**
    * Shards (training and evaluation) sent to this worker and not answered yet, oldest first:
    * a reply for one of these that comes too late is dropped quietly, a reply for any other
    * shard is a forgery or a bug and is refused.
@@ -52,7 +58,7 @@ export class Membership {
   join(runtime: WorkerRuntime, conn: Connection, now: number, previousId?: string): WorkerRecord {
     const previous = previousId ? this.workers.get(previousId) : undefined;
     if (previous && previous.state === 'left') {
-      Object.assign(previous, { runtime, conn, state: 'ready', lastSeen: now, straggling: false, leftReason: undefined });
+      Object.assign(previous, { runtime, conn, state: 'ready', lastSeen: now, straggling: false, behind: false, leftReason: undefined });
       return previous;
     }
     const id = `w${this.nextId++}`;
@@ -71,6 +77,7 @@ export class Membership {
       imagesDone: 0,
       straggling: false,
       hidden: false,
+      behind: false,
       awaiting: new Set(),
     };
     this.workers.set(id, record);
@@ -92,6 +99,11 @@ export class Membership {
 
   ready(): WorkerRecord[] {
     return [...this.workers.values()].filter((w) => w.state === 'ready');
+  }
+
+  /** Ready workers that hold the current weights: the ones shards go to. */
+  assignable(): WorkerRecord[] {
+    return this.ready().filter((w) => !w.behind);
   }
 
   all(): WorkerRecord[] {
