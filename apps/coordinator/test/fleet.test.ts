@@ -108,7 +108,8 @@ test("each update names the shards whose gradients it applied, so a worker whose
   assert.deepEqual(updates.map((u) => [...u.counted!].sort((a, b) => a - b)), answered);
 });
 
-test('a worker whose link falls behind the run gets no more updates or shares until its socket drains, then the weights in full', { timeout: 30_000 }, async () => {
+/** Two fake workers of an int8 run over connections whose backlog (`buffered`) the test sets. */
+function laggingRun() {
   const c = new Coordinator({
     config: { preset: 'tiny', spec: PRESETS.tiny, batch: 16, steps: 4, lr: 0.1, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false, codec: 'int8' },
     options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
@@ -120,16 +121,22 @@ test('a worker whose link falls behind the run gets no more updates or shares un
   const { paramCount, bnStatCount } = c.layout;
   const codec = getGradientCodec('int8');
   const workers = [1, 2].map((id) => {
-    const conn = fakeConnection(id) as ReturnType<typeof fakeConnection> & { buffered: number; updates: number[] };
+    const conn = fakeConnection(id) as ReturnType<typeof fakeConnection> & { buffered: number; updates: number[]; welcomedWith: Float32Array[] };
     conn.buffered = 0;
     conn.updates = [];
+    conn.welcomedWith = [];
     (conn as unknown as { sendFrame: (frame: Uint8Array) => void }).sendFrame = (frame) => {
       const m = parseMessage(frame);
       if (m.type === 'update') conn.updates.push(m.version);
     };
+    const send = conn.send;
+    (conn as unknown as { send: (m: Message) => void }).send = (m) => {
+      // What the coordinator's workers hold when it welcomes: its public weights, not its master's.
+      if (m.type === 'welcome') conn.welcomedWith.push(c.workerParams.slice());
+      send(m);
+    };
     return { conn, record: c.fleet.admit(conn, hello()) };
   });
-  const [fast, slow] = workers as [(typeof workers)[number], (typeof workers)[number]];
   const until = async (what: string, ready: () => boolean) => {
     const deadline = Date.now() + 10_000;
     while (!ready()) {
@@ -137,18 +144,24 @@ test('a worker whose link falls behind the run gets no more updates or shares un
       await new Promise((r) => setTimeout(r, 5));
     }
   };
-  const assignOf = (w: typeof fast, step: number) => w.conn.messages.find((m): m is Extract<Message, { type: 'assign' }> => m.type === 'assign' && m.step === step);
-  const answer = async (w: typeof fast, step: number) => {
-    await until(`an assign for step ${step}`, () => assignOf(w, step) !== undefined);
+  type Worker = (typeof workers)[number];
+  const assignOf = (w: Worker, step: number) => w.conn.messages.find((m): m is Extract<Message, { type: 'assign' }> => m.type === 'assign' && m.step === step);
+  const answer = async (w: Worker, step: number) => {
+    await until(`an assign for step ${step} (${w.conn.messages.map((m) => m.type + ('step' in m ? m.step : '')).join(' ')})`, () => assignOf(w, step) !== undefined);
     const assign = assignOf(w, step)!;
     const { values, scales } = codec.encode(new Float32Array(paramCount));
     const refusal = c.fleet.receive(w.record, { type: 'gradient', v: PROTOCOL_VERSION, step, shardId: assign.shardId, count: assign.indices.length, lossSum: 1, correct: 0, computeMs: 1, gradient: values, scales, bnMoments: new Float32Array(bnStatCount) } as Message);
     assert.equal(refusal, null);
   };
+  return { c, fast: workers[0]!, slow: workers[1]!, until, assignOf, answer };
+}
+
+test('a worker whose link falls behind the run gets no more updates or shares until its socket drains, then the weights in full', { timeout: 30_000 }, async () => {
+  const { c, fast, slow, until, assignOf, answer } = laggingRun();
   const running = c.run();
   await answer(fast, 0);
   await answer(slow, 0);
-  await until('update v1 to both', () => fast.conn.updates.includes(1) && slow.conn.updates.includes(1));
+  await until('update v1 to both, and a share of step 1', () => slow.conn.updates.includes(1) && assignOf(slow, 1) !== undefined);
   // Its link now holds far more than two updates not yet sent.
   slow.conn.buffered = 1e9;
   await answer(fast, 1);
@@ -161,15 +174,41 @@ test('a worker whose link falls behind the run gets no more updates or shares un
   await until('an assign for step 2', () => assignOf(fast, 2) !== undefined);
   assert.equal(assignOf(fast, 2)!.indices.length, 16);
   assert.equal(assignOf(slow, 2), undefined, 'no share for a worker behind');
-  // Its link catches up; after the next update it is sent the weights in full and trains again.
+  // Its link catches up: at the next tick or update it is sent the public weights in full.
   slow.conn.buffered = 0;
   await answer(fast, 2);
-  await until('the resync', () => slow.conn.messages.some((m) => m.type === 'welcome' && m.version === 3));
-  assert.deepEqual(slow.conn.updates, [1], 'the updates it missed are not sent after all: the welcome replaces them');
+  await until('the resync', () => slow.conn.welcomedWith.length === 2);
+  const resync = slow.conn.messages.filter((m) => m.type === 'welcome').at(-1)!;
+  assert.ok(resync.type === 'welcome' && (resync.version === 2 || resync.version === 3), `welcomed again at v${resync.type === 'welcome' && resync.version}`);
+  assert.ok(Buffer.from(resync.params.buffer, resync.params.byteOffset, resync.params.byteLength).equals(Buffer.from(slow.conn.welcomedWith[1]!.buffer)), "the welcome carries the coordinator's public weights");
   assert.ok(c.history.events.some((e) => e.kind === 'caught-up' && e.message.includes(slow.record.id)));
   await answer(fast, 3);
   await answer(slow, 3);
   await running;
   assert.equal(c.step, 4);
-  assert.deepEqual(slow.conn.updates, [1, 4]);
+  // The updates it missed are not sent after all: the welcome stands for them.
+  assert.deepEqual(slow.conn.updates, [1, ...[3, 4].filter((v) => v > resync.version)]);
+});
+
+test('a worker whose socket still holds more than the last update gets no share until it has sent it, without falling behind', { timeout: 30_000 }, async () => {
+  const { c, fast, slow, until, assignOf, answer } = laggingRun();
+  const running = c.run();
+  // More than an update and an assignment's images, less than the lag limit: an assign now would
+  // wait behind the backlog, past its deadline.
+  slow.conn.buffered = 500_000;
+  await answer(fast, 0);
+  await answer(slow, 0);
+  await until('an assign for step 1', () => assignOf(fast, 1) !== undefined);
+  assert.equal(assignOf(fast, 1)!.indices.length, 16, 'the whole batch to the worker without a backlog');
+  assert.equal(assignOf(slow, 1), undefined);
+  slow.conn.buffered = 0;
+  await answer(fast, 1);
+  await answer(fast, 2);
+  await answer(slow, 2);
+  await answer(fast, 3);
+  await answer(slow, 3);
+  await running;
+  assert.equal(slow.record.behind, false);
+  assert.ok(!c.history.events.some((e) => e.kind === 'behind'));
+  assert.deepEqual(slow.conn.updates, [1, 2, 3, 4], 'it was sent every update');
 });

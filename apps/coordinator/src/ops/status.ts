@@ -29,9 +29,10 @@ export interface ShareView {
 
 export function workerState(w: WorkerRecord, view: ShareView): Pick<WorkerRow, 'state' | 'idleReason'> {
   if (w.state === 'left') return { state: 'left' };
+  // Before straggling: a worker whose link fell behind has almost always missed a deadline too.
+  if (w.behind) return { state: 'idle', idleReason: 'its link is behind the run: it sits out until the updates queued for it have left' };
   if (w.hidden) return { state: 'throttled' };
   if (w.straggling) return { state: 'straggling' };
-  if (w.behind) return { state: 'idle', idleReason: 'its link is behind the run: it sits out until the updates queued for it have left' };
   const sharing = view.holders ?? view.lastStepWorkers;
   if (sharing.has(w.id) || (view.holders === null && !view.anyStepDone)) return { state: 'training' };
   if (view.shortage) return { state: 'idle', idleReason: `no share: ${view.shortage}` };

@@ -1,6 +1,6 @@
 import { createRng, type Cifar10 } from '@chorus/data';
 import { buildGraph, weightLayout, type WeightLayout } from '@chorus/model/core';
-import { LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update, type WorkerFeature } from '@chorus/protocol';
+import { EXAMPLE_BYTES, LowRankPlan, PROTOCOL_VERSION, PublicWeights, encodeMessage, getGradientCodec, sideOfStep, type EvalRecord, type GradientCodec, type RunUpdate, type Status, type Update, type WorkerFeature } from '@chorus/protocol';
 import { MasterState } from '@chorus/train/core';
 import type { Connection } from '../http/connection.js';
 import type { Logger } from '../ops/logger.js';
@@ -82,6 +82,10 @@ export class Coordinator {
    * than the run and it sits out until it drains (Fleet.updateSinks).
    */
   private readonly lagLimitBytes: number;
+  /** The last update's size: a socket holding more than it (and a margin) has a backlog (Membership.assignable). */
+  private lastUpdateBytes = Infinity;
+  /** The margin: a whole batch's images (an assignment's at most) and the messages around them. */
+  private readonly assignMarginBytes: number;
   private hashed: { step: number; hash: string } | null = null;
   private training: TrainingStep | null = null;
   private evaluation: ShardRound<EvalShardResult> | null = null;
@@ -100,6 +104,7 @@ export class Coordinator {
     this.now = deps.now ?? (() => performance.now());
     this.layout = weightLayout(buildGraph(deps.config.spec));
     this.lagLimitBytes = 2 * 4 * (this.layout.paramCount + this.layout.bnStatCount) + (1 << 20);
+    this.assignMarginBytes = deps.config.batch * EXAMPLE_BYTES + (64 << 10);
     this.master = new MasterState(deps.config, this.layout, deps.data.train.count);
     this.reduction = new ReductionBuffers(this.layout.paramCount, this.master.gradientBuffer);
     this.codec = getGradientCodec(codecOf(deps.config));
@@ -242,7 +247,7 @@ export class Coordinator {
     const lr = this.master.apply(totals.gradient, totals.bn.moments);
     const t2 = this.now();
     const ready = this.membership.ready();
-    this.updateFrames.send(this.update(arrivals), this.fleet.updateSinks(this.lagLimitBytes));
+    this.lastUpdateBytes = this.updateFrames.send(this.update(arrivals), this.fleet.updateSinks(this.lagLimitBytes)).byteLength;
     this.fleet.resyncDrained();
     const t3 = this.now();
     const record = stepRecord({ step: step + 1, lr, totals, arrivals, workers: ready.length, times: { startedAt: round.startedAt, reduceMs: round.sinkMs, t0, t1, t2, t3 } });
@@ -286,12 +291,17 @@ export class Coordinator {
 
   private async waitUntilRunnable(): Promise<void> {
     for (;;) {
-      const ready = this.membership.assignable().length;
+      const ready = this.assignable().length;
       const needed = this.started ? 1 : this.options.minWorkers;
       if (this.stopped || (!this.paused && ready >= needed)) break;
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
     this.started = true;
+  }
+
+  /** Workers shards go to now (Membership.assignable), a margin over the last update allowed. */
+  private assignable(): WorkerRecord[] {
+    return this.membership.assignable(this.lastUpdateBytes + this.assignMarginBytes);
   }
 
   private poke(): void {
@@ -305,13 +315,19 @@ export class Coordinator {
     const now = this.now();
     this.fleet.dropSilent(now, this.options.heartbeatTimeoutMs);
     this.fleet.resyncDrained();
+    // A worker whose backlog has left can take the ranges nobody could, and start a waiting run.
+    if (this.assignable().length > 0) {
+      this.training?.round.workerJoined();
+      this.evaluation?.workerJoined();
+      this.poke();
+    }
     this.training?.round.tick(now);
     this.evaluation?.tick(now);
   }
 
   /** What both kinds of round share: the workers, the clock, shard ids, deadlines, events. */
   private readonly port: SharedPort = {
-    ready: () => this.membership.assignable(),
+    ready: () => this.assignable(),
     worker: (id) => this.membership.get(id),
     now: () => this.now(),
     nextShardId: () => this.nextShardId++,

@@ -144,7 +144,6 @@ export class Fleet {
     }
   }
 
-  /** Why ready workers cannot all have a share, or null. */
   /**
    * The sockets this step's update goes to: every ready worker's, except where the socket still
    * holds more than `lagLimitBytes` not yet handed to the kernel. Such a link is slower than the
@@ -187,6 +186,7 @@ export class Fleet {
     this.host.evaluation()?.workerJoined();
   }
 
+  /** Why ready workers cannot all have a share, or null. */
   shareShortage(ready = this.membership.ready().length): string | null {
     return shareShortage(this.batch.size, this.batch.bnGroup, ready);
   }

@@ -101,9 +101,13 @@ export class Membership {
     return [...this.workers.values()].filter((w) => w.state === 'ready');
   }
 
-  /** Ready workers that hold the current weights: the ones shards go to. */
-  assignable(): WorkerRecord[] {
-    return this.ready().filter((w) => !w.behind);
+  /**
+   * Ready workers that hold the current weights and can start on a shard soon: the ones shards
+   * go to. A socket holding more than `maxQueuedBytes` not yet sent (more than the update just
+   * queued for it) has a backlog that an assignment would wait behind, past its deadline.
+   */
+  assignable(maxQueuedBytes = Infinity): WorkerRecord[] {
+    return this.ready().filter((w) => !w.behind && (w.conn?.buffered ?? 0) <= maxQueuedBytes);
   }
 
   all(): WorkerRecord[] {
