@@ -65,53 +65,23 @@ test('replies for shards that were never sent to this worker are refused; heartb
 });
 
 test("each update names the shards whose gradients it applied, so a worker whose reply was not counted can take it back", { timeout: 30_000 }, async () => {
-  const c = new Coordinator({
-    config: { preset: 'tiny', spec: PRESETS.tiny, batch: 16, steps: 2, lr: 0.1, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false, codec: 'int8' },
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
-    data,
-    token: 't',
-    log: createLogger({ quiet: true, write: () => undefined }),
-    metrics: createMetrics(),
-  });
-  const { paramCount, bnStatCount } = c.layout;
-  const codec = getGradientCodec('int8');
-  const updates: Update[] = [];
-  const answered: number[][] = [];
-  const workers = [1, 2].map((id) => {
-    const conn = fakeConnection(id);
-    // Updates go out as one frame for everyone; assigns one by one.
-    (conn as unknown as { sendFrame: (frame: Uint8Array) => void }).sendFrame = (frame) => {
-      const m = parseMessage(frame);
-      if (m.type === 'update' && id === 1) updates.push(m);
-    };
-    return { conn, record: c.fleet.admit(conn, hello()) };
-  });
+  const { c, fast, slow, assignOf, answer } = int8Run(2);
   const running = c.run();
+  const answered: number[][] = [];
   for (let step = 0; step < 2; step++) {
-    const ids: number[] = [];
-    for (const { conn, record } of workers) {
-      const deadline = Date.now() + 10_000;
-      let assign: Extract<Message, { type: 'assign' }> | undefined;
-      while (!(assign = conn.messages.find((m): m is Extract<Message, { type: 'assign' }> => m.type === 'assign' && m.step === step))) {
-        assert.ok(Date.now() < deadline, `an assign for step ${step}`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      ids.push(assign.shardId);
-      const { values, scales } = codec.encode(new Float32Array(paramCount));
-      const refusal = c.fleet.receive(record, { type: 'gradient', v: PROTOCOL_VERSION, step, shardId: assign.shardId, count: assign.indices.length, lossSum: 1, correct: 0, computeMs: 1, gradient: values, scales, bnMoments: new Float32Array(bnStatCount) } as Message);
-      assert.equal(refusal, null);
-    }
-    answered.push(ids.sort((a, b) => a - b));
+    await answer(fast, step);
+    await answer(slow, step);
+    answered.push([assignOf(fast, step)!.shardId, assignOf(slow, step)!.shardId].sort((a, b) => a - b));
   }
   await running;
-  assert.equal(updates.length, 2);
-  assert.deepEqual(updates.map((u) => [...u.counted!].sort((a, b) => a - b)), answered);
+  assert.deepEqual(fast.conn.updates.map((u) => u.version), [1, 2]);
+  assert.deepEqual(fast.conn.updates.map((u) => [...u.counted!].sort((a, b) => a - b)), answered);
 });
 
 /** Two fake workers of an int8 run over connections whose backlog (`buffered`) the test sets. */
-function laggingRun() {
+function int8Run(steps = 4) {
   const c = new Coordinator({
-    config: { preset: 'tiny', spec: PRESETS.tiny, batch: 16, steps: 4, lr: 0.1, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false, codec: 'int8' },
+    config: { preset: 'tiny', spec: PRESETS.tiny, batch: 16, steps, lr: 0.1, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false, codec: 'int8' },
     options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0 },
     data,
     token: 't',
@@ -121,13 +91,13 @@ function laggingRun() {
   const { paramCount, bnStatCount } = c.layout;
   const codec = getGradientCodec('int8');
   const workers = [1, 2].map((id) => {
-    const conn = fakeConnection(id) as ReturnType<typeof fakeConnection> & { buffered: number; updates: number[]; welcomedWith: Float32Array[] };
+    const conn = fakeConnection(id) as ReturnType<typeof fakeConnection> & { buffered: number; updates: Update[]; welcomedWith: Float32Array[] };
     conn.buffered = 0;
     conn.updates = [];
     conn.welcomedWith = [];
     (conn as unknown as { sendFrame: (frame: Uint8Array) => void }).sendFrame = (frame) => {
       const m = parseMessage(frame);
-      if (m.type === 'update') conn.updates.push(m.version);
+      if (m.type === 'update') conn.updates.push(m);
     };
     const send = conn.send;
     (conn as unknown as { send: (m: Message) => void }).send = (m) => {
@@ -145,6 +115,7 @@ function laggingRun() {
     }
   };
   type Worker = (typeof workers)[number];
+  const versions = (w: Worker) => w.conn.updates.map((u) => u.version);
   const assignOf = (w: Worker, step: number) => w.conn.messages.find((m): m is Extract<Message, { type: 'assign' }> => m.type === 'assign' && m.step === step);
   const answer = async (w: Worker, step: number) => {
     await until(`an assign for step ${step} (${w.conn.messages.map((m) => m.type + ('step' in m ? m.step : '')).join(' ')})`, () => assignOf(w, step) !== undefined);
@@ -153,21 +124,21 @@ function laggingRun() {
     const refusal = c.fleet.receive(w.record, { type: 'gradient', v: PROTOCOL_VERSION, step, shardId: assign.shardId, count: assign.indices.length, lossSum: 1, correct: 0, computeMs: 1, gradient: values, scales, bnMoments: new Float32Array(bnStatCount) } as Message);
     assert.equal(refusal, null);
   };
-  return { c, fast: workers[0]!, slow: workers[1]!, until, assignOf, answer };
+  return { c, fast: workers[0]!, slow: workers[1]!, until, assignOf, answer, versions };
 }
 
 test('a worker whose link falls behind the run gets no more updates or shares until its socket drains, then the weights in full', { timeout: 30_000 }, async () => {
-  const { c, fast, slow, until, assignOf, answer } = laggingRun();
+  const { c, fast, slow, until, assignOf, answer, versions } = int8Run();
   const running = c.run();
   await answer(fast, 0);
   await answer(slow, 0);
-  await until('update v1 to both, and a share of step 1', () => slow.conn.updates.includes(1) && assignOf(slow, 1) !== undefined);
+  await until('update v1 to both, and a share of step 1', () => versions(slow).includes(1) && assignOf(slow, 1) !== undefined);
   // Its link now holds far more than two updates not yet sent.
   slow.conn.buffered = 1e9;
   await answer(fast, 1);
   await answer(slow, 1);
-  await until('update v2', () => fast.conn.updates.includes(2));
-  assert.deepEqual(slow.conn.updates, [1], 'no update queued behind a link that has not sent the last ones');
+  await until('update v2', () => versions(fast).includes(2));
+  assert.deepEqual(versions(slow), [1], 'no update queued behind a link that has not sent the last ones');
   assert.equal(slow.record.behind, true);
   assert.ok(c.history.events.some((e) => e.kind === 'behind' && e.message.includes(slow.record.id)));
   // Step 2 goes to the worker that keeps up, all of it.
@@ -187,11 +158,11 @@ test('a worker whose link falls behind the run gets no more updates or shares un
   await running;
   assert.equal(c.step, 4);
   // The updates it missed are not sent after all: the welcome stands for them.
-  assert.deepEqual(slow.conn.updates, [1, ...[3, 4].filter((v) => v > resync.version)]);
+  assert.deepEqual(versions(slow), [1, ...[3, 4].filter((v) => v > resync.version)]);
 });
 
 test('a worker whose socket still holds more than the last update gets no share until it has sent it, without falling behind', { timeout: 30_000 }, async () => {
-  const { c, fast, slow, until, assignOf, answer } = laggingRun();
+  const { c, fast, slow, until, assignOf, answer, versions } = int8Run();
   const running = c.run();
   // More than an update and an assignment's images, less than the lag limit: an assign now would
   // wait behind the backlog, past its deadline.
@@ -210,5 +181,5 @@ test('a worker whose socket still holds more than the last update gets no share 
   await running;
   assert.equal(slow.record.behind, false);
   assert.ok(!c.history.events.some((e) => e.kind === 'behind'));
-  assert.deepEqual(slow.conn.updates, [1, 2, 3, 4], 'it was sent every update');
+  assert.deepEqual(versions(slow), [1, 2, 3, 4], 'it was sent every update');
 });
