@@ -141,6 +141,7 @@ test('a worker whose link falls behind the run gets no more updates or shares un
   assert.deepEqual(versions(slow), [1], 'no update queued behind a link that has not sent the last ones');
   assert.equal(slow.record.behind, true);
   assert.ok(c.history.events.some((e) => e.kind === 'behind' && e.message.includes(slow.record.id)));
+  assert.match(c.status().workers.find((w) => w.id === slow.record.id)!.idleReason ?? '', /behind the run/);
   // Step 2 goes to the worker that keeps up, all of it.
   await until('an assign for step 2', () => assignOf(fast, 2) !== undefined);
   assert.equal(assignOf(fast, 2)!.indices.length, 16);
@@ -172,6 +173,9 @@ test('a worker whose socket still holds more than the last update gets no share 
   await until('an assign for step 1', () => assignOf(fast, 1) !== undefined);
   assert.equal(assignOf(fast, 1)!.indices.length, 16, 'the whole batch to the worker without a backlog');
   assert.equal(assignOf(slow, 1), undefined);
+  const row = c.status().workers.find((w) => w.id === slow.record.id)!;
+  assert.equal(row.state, 'idle');
+  assert.match(row.idleReason ?? '', /its link still holds earlier messages/, 'the dashboard says why');
   slow.conn.buffered = 0;
   await answer(fast, 1);
   await answer(fast, 2);

@@ -25,6 +25,8 @@ export interface ShareView {
   lastStepWorkers: Set<string>;
   anyStepDone: boolean;
   shortage: string | null;
+  /** Workers shards go to now (not behind, no backlog on their socket), by id. */
+  assignable: Set<string>;
 }
 
 export function workerState(w: WorkerRecord, view: ShareView): Pick<WorkerRow, 'state' | 'idleReason'> {
@@ -35,6 +37,7 @@ export function workerState(w: WorkerRecord, view: ShareView): Pick<WorkerRow, '
   if (w.straggling) return { state: 'straggling' };
   const sharing = view.holders ?? view.lastStepWorkers;
   if (sharing.has(w.id) || (view.holders === null && !view.anyStepDone)) return { state: 'training' };
+  if (!view.assignable.has(w.id)) return { state: 'idle', idleReason: 'its link still holds earlier messages: it gets a share once they have left' };
   if (view.shortage) return { state: 'idle', idleReason: `no share: ${view.shortage}` };
   const joinedDuring = view.roundStartedAt !== null && w.joinedAt > view.roundStartedAt;
   return { state: 'idle', idleReason: joinedDuring ? 'joined during this step: trains from the next one' : 'no share in this step' };
@@ -73,6 +76,8 @@ export function buildStatus(input: {
   /** The training round in flight, null between steps. */
   round: Pick<ShardRound<unknown>, 'holders' | 'startedAt'> | null;
   shortage: string | null;
+  /** The workers shards go to now (Membership.assignable). */
+  assignable: readonly WorkerRecord[];
 }): Status {
   const { history, config, round } = input;
   const last = history.steps.at(-1);
@@ -82,6 +87,7 @@ export function buildStatus(input: {
     lastStepWorkers: new Set(Object.keys(last?.perWorker ?? {})),
     anyStepDone: history.steps.length > 0,
     shortage: input.shortage,
+    assignable: new Set(input.assignable.map((w) => w.id)),
   };
   return {
     preset: config.preset,

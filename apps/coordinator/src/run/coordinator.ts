@@ -438,6 +438,7 @@ export class Coordinator {
       workers: this.membership.all(),
       round: this.training?.round ?? null,
       shortage: this.fleet.shareShortage(),
+      assignable: this.assignable(),
     });
   }
 }
