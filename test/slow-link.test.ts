@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import * as tf from '@tensorflow/tfjs';
 import { selectNodeBackend } from '@chorus/backend/node';
 import { concatSplits, type Cifar10Split } from '@chorus/data';
-import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics, type RunConfig } from '@chorus/coordinator';
+import { ChorusServer, Coordinator, DEFAULT_RUN_OPTIONS, createLogger, createMetrics, type RunConfig, type RunOptions } from '@chorus/coordinator';
 import { PRESETS } from '@chorus/model';
 import { connectWs } from '@chorus/node-worker';
 import { PROTOCOL_VERSION, WORKER_FEATURES, decodeFrame, encodeMessage, type Message } from '@chorus/protocol';
@@ -25,6 +25,23 @@ const split: Cifar10Split = { count: 64, labels: Uint8Array.from({ length: 64 },
 const data = { train: concatSplits([split]), test: split };
 const TOKEN = 'slow-link';
 const config: RunConfig = { preset: 'resnet20v2', spec: PRESETS.resnet20v2, batch: 16, steps: 10_000, lr: 0.01, optimizer: 'sgd', weightDecay: 0, warmupSteps: 0, schedule: 'constant', bnGroup: 8, seed: 1, augment: false };
+
+/** A coordinator of `runConfig` for two workers, and its server on a free loopback port. */
+async function startRun(runConfig: RunConfig, options: Partial<RunOptions>) {
+  const metrics = createMetrics();
+  const log = createLogger({ quiet: true, write: () => undefined });
+  const coordinator = new Coordinator({
+    config: runConfig,
+    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, ...options },
+    data,
+    token: TOKEN,
+    log,
+    metrics,
+  });
+  const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log });
+  const { port } = await server.listen();
+  return { coordinator, server, port };
+}
 
 /** A client that answers every shard it is given at once, with a zero gradient, and counts its welcomes. */
 class EagerClient {
@@ -60,18 +77,7 @@ class EagerClient {
 }
 
 test('a worker whose link falls behind sits out with its socket bounded, and trains again once it drains', { timeout: 180_000 }, async (t) => {
-  const metrics = createMetrics();
-  const log = createLogger({ quiet: true, write: () => undefined });
-  const coordinator = new Coordinator({
-    config,
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, minDeadlineMs: 300, firstShardDeadlineMs: 300 },
-    data,
-    token: TOKEN,
-    log,
-    metrics,
-  });
-  const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log });
-  const { port } = await server.listen();
+  const { coordinator, server, port } = await startRun(config, { minDeadlineMs: 300, firstShardDeadlineMs: 300 });
   const { paramCount, bnStatCount } = coordinator.layout;
   const keeping = new EagerClient(port, paramCount, bnStatCount, 'keeps up');
   const slow = new EagerClient(port, paramCount, bnStatCount, 'slow link');
@@ -115,21 +121,10 @@ test('a worker whose link falls behind sits out with its socket bounded, and tra
 });
 
 test('int8 with low-rank gradients: a real worker sent the weights in full after falling behind holds the coordinator\'s public weights and factors bit for bit', { timeout: 180_000 }, async () => {
-  const metrics = createMetrics();
-  const log = createLogger({ quiet: true, write: () => undefined });
   // Steps enough to outlast every wait below (a run that ends stops its ticks, and with them the
   // resync); the test stops it.
   const tiny: RunConfig = { ...config, preset: 'tiny', spec: PRESETS.tiny, batch: 32, steps: 10_000, bnGroup: 8, lr: 0.05, codec: 'int8', lowRank: 2 };
-  const coordinator = new Coordinator({
-    config: tiny,
-    options: { ...DEFAULT_RUN_OPTIONS, minWorkers: 2, evalEvery: 0, evalExamples: 0, checkpointEvery: 0, minDeadlineMs: 2_000 },
-    data,
-    token: TOKEN,
-    log,
-    metrics,
-  });
-  const server = new ChorusServer({ host: '127.0.0.1', port: 0, coordinator, metrics, log });
-  const { port } = await server.listen();
+  const { coordinator, server, port } = await startRun(tiny, { minDeadlineMs: 2_000 });
   const workers = ['keeps up', 'falls behind'].map(
     (agent) => new ChorusWorker({ url: `ws://127.0.0.1:${port}/ws`, token: TOKEN, connect: connectWs, runtime: { kind: 'node', backend: 'wasm', device: 'test', cores: 1, microBatch: 16, agent } }),
   );

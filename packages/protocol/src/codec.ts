@@ -109,15 +109,7 @@ export function encodeMessage(msg: Message): Uint8Array {
  * caller must not reuse `frame` while the message is in use.
  */
 export function decodeFrame(frame: Uint8Array): Record<string, unknown> {
-  if (!(frame instanceof Uint8Array)) throw malformed('a frame must be binary (a Uint8Array)');
-  if (frame.length < HEADER_LENGTH_BYTES) {
-    throw malformed(`frame is ${frame.length} bytes, too short for its 4-byte header length`);
-  }
-  const headerLength = new DataView(frame.buffer, frame.byteOffset, HEADER_LENGTH_BYTES).getUint32(0, true);
-  const headerEnd = HEADER_LENGTH_BYTES + headerLength;
-  if (headerEnd > frame.length) {
-    throw malformed(`header length ${headerLength} runs past the end of the ${frame.length}-byte frame`);
-  }
+  const headerEnd = headerEndOf(frame);
   const { fields, tails } = readHeader(frame.subarray(HEADER_LENGTH_BYTES, headerEnd));
 
   const message: Record<string, unknown> = {};
@@ -161,14 +153,25 @@ export function decodeFrame(frame: Uint8Array): Record<string, unknown> {
  */
 export function frameType(frame: Uint8Array): unknown {
   try {
-    if (frame.length < HEADER_LENGTH_BYTES) return undefined;
-    const headerLength = new DataView(frame.buffer, frame.byteOffset, HEADER_LENGTH_BYTES).getUint32(0, true);
-    if (HEADER_LENGTH_BYTES + headerLength > frame.length) return undefined;
-    const { fields } = readHeader(frame.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + headerLength));
+    const { fields } = readHeader(frame.subarray(HEADER_LENGTH_BYTES, headerEndOf(frame)));
     return Object.hasOwn(fields, 'type') ? fields.type : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Where a frame's header ends (its 4-byte length, then the header), checked against the frame. */
+function headerEndOf(frame: Uint8Array): number {
+  if (!(frame instanceof Uint8Array)) throw malformed('a frame must be binary (a Uint8Array)');
+  if (frame.length < HEADER_LENGTH_BYTES) {
+    throw malformed(`frame is ${frame.length} bytes, too short for its 4-byte header length`);
+  }
+  const headerLength = new DataView(frame.buffer, frame.byteOffset, HEADER_LENGTH_BYTES).getUint32(0, true);
+  const headerEnd = HEADER_LENGTH_BYTES + headerLength;
+  if (headerEnd > frame.length) {
+    throw malformed(`header length ${headerLength} runs past the end of the ${frame.length}-byte frame`);
+  }
+  return headerEnd;
 }
 
 function readHeader(bytes: Uint8Array): { fields: Record<string, unknown>; tails: unknown[] } {

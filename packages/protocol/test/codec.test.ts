@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { pack } from 'msgpackr';
-import { ProtocolError, decodeFrame, encodeMessage, type Message } from '../src/index.js';
+import fc from 'fast-check';
+import { ProtocolError, decodeFrame, encodeMessage, frameType, type Message } from '../src/index.js';
 import { align4 } from '../src/codec.js';
 import { floats, sampleMessages } from './fixtures.js';
 
@@ -250,3 +251,28 @@ describe('malformed frames', () => {
     assert.deepEqual(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.value, Uint8Array.from([1, 2, 3, 4]));
   });
 });
+
+test('frameType names the type of every message, and for any other bytes returns undefined rather than throw', () => {
+  for (const message of Object.values(sampleMessages())) {
+    const frame = encodeMessage(message as Message);
+    assert.equal(frameType(frame), (message as Message).type);
+    // The header alone decides: a frame cut short after it still names its type.
+    const headerEnd = 4 + new DataView(frame.buffer, frame.byteOffset, 4).getUint32(0, true);
+    assert.equal(frameType(frame.subarray(0, headerEnd)), (message as Message).type);
+    assert.equal(frameType(frame.subarray(0, headerEnd - 1)), undefined);
+  }
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => {
+      const type = frameType(bytes);
+      assert.ok(type === undefined || type === (decodeFrameOrNull(bytes)?.type ?? type));
+    }),
+  );
+});
+
+function decodeFrameOrNull(bytes: Uint8Array): Record<string, unknown> | null {
+  try {
+    return decodeFrame(bytes);
+  } catch {
+    return null;
+  }
+}

@@ -439,7 +439,7 @@ export class ChorusWorker {
       applyDelta(this.codec, { values: message.delta, scales: message.scales }, this.publicParams);
       this.setParams(this.publicParams);
     }
-    // Checked against the run (onRunMessage): the factors of the step at this version.
+    // Parsed against the run (onRunFrame): the factors of the step at this version.
     if (this.lowRank) this.lowRank.factors = message.factors!.slice();
     this.bnStats = message.bnStats.slice();
     this.unproductiveRejoins = 0;
